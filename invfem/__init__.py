@@ -1,0 +1,19 @@
+"""invfem: PDE-constrained inverse problems with neural-network coefficients and exact Hessians.
+
+The data path: theta -> kappa_theta at quadrature points (:mod:`invfem.nn`) -> CSR values of
+A(kappa) (:mod:`invfem.fem`) -> u = A^{-1} b (:mod:`invfem.linalg`) -> loss -> gradient,
+Hessian-vector product, full Hessian (:mod:`invfem.derivatives`) -> optimizer (:mod:`invfem.optim`).
+"""
+
+from invfem.derivatives import hessian, hvp, symmetry_error, taylor_test, value_and_grad
+from invfem.errors import (BackendError, ConfigError, ConvergenceError, InvfemError, NonFiniteError,
+                           PatternMismatchError, ShapeError, SingularMatrixError)
+from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
+from invfem.nn import MLP
+from invfem.problem import Problem
+
+__version__ = "0.1.0"
+
+__all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvfemError", "MLP", "NonFiniteError",
+           "PatternMismatchError", "Problem", "ShapeError", "SingularMatrixError", "SparseSolver",
+           "SparsityPattern", "hessian", "hvp", "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]

@@ -1,0 +1,81 @@
+"""``invfem run``: build the problem, inspect it at theta0, train, write the results."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invfem.derivatives import hessian, symmetry_error, value_and_grad
+from invfem.errors import ConfigError
+from invfem.experiment.config import ExperimentConfig
+from invfem.optim import minimize
+from invfem.problem import Problem
+
+
+def load_problem(name: str, seed: int = 0, **options) -> Problem:
+    """``problems.<name>.make_problem(seed=seed, **options)``."""
+    try:
+        module = importlib.import_module(f"problems.{name}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"unknown problem {name!r} (no module problems.{name})") from exc
+    return module.make_problem(seed=seed, **options)
+
+
+def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
+    """Eigenvalues and the sign counts of reference 000 (|lambda| above 1e-6 lambda_max)."""
+    eig = np.linalg.eigvalsh(0.5 * (h + h.T).numpy())
+    cut = rel_threshold * np.abs(eig).max()
+    return {"eigenvalues": eig.tolist(), "n_positive": int((eig > cut).sum()), "n_negative": int((eig < -cut).sum()),
+            "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "symmetry_error": symmetry_error(h)}
+
+
+def run_experiment(config: ExperimentConfig, log=print) -> dict:
+    """Run every seed of ``config``; write ``results.json`` and ``loss.png`` under ``config.output``."""
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in config.seeds:
+        problem = load_problem(config.problem, seed=seed, **config.problem_options)
+        f0, g0 = value_and_grad(problem.loss, problem.theta0)
+        record = {"seed": seed, "loss0": float(f0), "gnorm0": float(torch.linalg.norm(g0))}
+        log(f"[seed {seed}] {problem.name}: {problem.n_params} parameters, loss0 = {float(f0):.6e}, "
+            f"|g0| = {record['gnorm0']:.3e}")
+        if config.hessian_at_start:
+            summary = hessian_summary(hessian(problem.loss, problem.theta0, chunk_size=config.hessian_chunk))
+            record["hessian0"] = summary
+            log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
+                f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
+        result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options)
+        log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
+            f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message})")
+        record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
+                       "message": result.message, "history": result.history})
+        torch.save(result.x, out / f"theta_seed{seed}.pt")
+        runs.append(record)
+    results = {"config": asdict(config), "runs": runs}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    _plot_losses(runs, out / "loss.png", config)
+    log(f"results written to {out}/")
+    return results
+
+
+def _plot_losses(runs, path: Path, config: ExperimentConfig) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in runs:
+        ax.semilogy([h["f"] for h in r["history"]], label=f"{r['method']} seed {r['seed']}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(config.problem)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,135 @@
+"""Triangle meshes and Lagrange function spaces built on scikit-fem.
+
+A :class:`FunctionSpace` wraps a scikit-fem ``Basis`` and exposes, as float64 torch
+tensors, what the differentiable path needs: quadrature points and weights, basis values
+and gradients at those points, the element-to-dof map and the free / Dirichlet split.
+Quadrature values are flattened element-major: point ``e * n_qp + q``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import skfem
+import torch
+
+from invfem.errors import ShapeError
+
+_ELEMENTS = {1: skfem.ElementTriP1, 2: skfem.ElementTriP2}
+
+
+def unit_square(n: int, m: int | None = None) -> skfem.MeshTri:
+    """Structured mesh of the unit square with ``n x m`` squares, each cut into 2 triangles.
+
+    ``unit_square(10)`` has 121 nodes and 200 triangles.
+    """
+    return rectangle(n, n if m is None else m)
+
+
+def rectangle(n: int, m: int, x: tuple[float, float] = (0.0, 1.0), y: tuple[float, float] = (0.0, 1.0)) -> skfem.MeshTri:
+    """Structured triangle mesh of ``[x0, x1] x [y0, y1]`` with ``n x m`` cells."""
+    if int(n) < 1 or int(m) < 1:
+        raise ShapeError(f"a mesh needs at least one cell per direction, got n={n}, m={m}")
+    if not (x[1] > x[0] and y[1] > y[0]):
+        raise ShapeError(f"empty rectangle x={x}, y={y}")
+    return skfem.MeshTri.init_tensor(np.linspace(x[0], x[1], int(n) + 1), np.linspace(y[0], y[1], int(m) + 1))
+
+
+@dataclass(eq=False)
+class FunctionSpace:
+    """P1 or P2 Lagrange space on a triangle mesh with a Dirichlet boundary.
+
+    Parameters
+    ----------
+    mesh : scikit-fem ``MeshTri``.
+    order : 1 or 2.
+    intorder : quadrature order (default ``2 * order``, exact for mass matrices).
+    dirichlet : ``"boundary"`` (all boundary dofs, default), ``None`` (no Dirichlet dofs),
+        or an array of dof indices.
+    """
+
+    mesh: skfem.MeshTri
+    order: int = 1
+    intorder: int | None = None
+    dirichlet: object = "boundary"
+    basis: skfem.Basis = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.order not in _ELEMENTS:
+            raise ShapeError(f"order must be one of {sorted(_ELEMENTS)}, got {self.order}")
+        self.intorder = 2 * self.order if self.intorder is None else int(self.intorder)
+        self.basis = skfem.Basis(self.mesh, _ELEMENTS[self.order](), intorder=self.intorder)
+        b = self.basis
+        if isinstance(self.dirichlet, str) and self.dirichlet == "boundary":
+            dirichlet = b.get_dofs().flatten()
+        elif self.dirichlet is None:
+            dirichlet = np.zeros(0, dtype=np.int64)
+        else:
+            dirichlet = np.asarray(self.dirichlet, dtype=np.int64).ravel()
+            if dirichlet.size and (dirichlet.min() < 0 or dirichlet.max() >= b.N):
+                raise ShapeError(f"Dirichlet dofs must lie in [0, {b.N}), got [{dirichlet.min()}, {dirichlet.max()}]")
+        self.dirichlet_dofs = np.unique(dirichlet).astype(np.int64)
+        self.free_dofs = np.setdiff1d(np.arange(b.N), self.dirichlet_dofs).astype(np.int64)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
+        self.element_dofs = torch.as_tensor(b.element_dofs.astype(np.int64))             # (n_loc, n_elem)
+        self.phi = t(np.stack([np.asarray(bf[0]) for bf in b.basis]))                           # (n_loc, n_elem, n_qp)
+        self.grad_phi = t(np.stack([bf[0].grad for bf in b.basis]))                       # (n_loc, 2, n_elem, n_qp)
+        self.dx = t(b.dx)                                                                 # (n_elem, n_qp)
+        self.quadrature_points = t(np.asarray(b.global_coordinates()).reshape(2, -1).T)         # (n_quad, 2)
+        self.dof_coordinates = t(b.doflocs.T)                                             # (n_dofs, 2)
+
+    @property
+    def n_dofs(self) -> int:
+        """Number of degrees of freedom (all, including Dirichlet)."""
+        return int(self.basis.N)
+
+    @property
+    def n_free(self) -> int:
+        """Number of free (non-Dirichlet) degrees of freedom."""
+        return int(self.free_dofs.size)
+
+    @property
+    def n_elements(self) -> int:
+        return int(self.dx.shape[0])
+
+    @property
+    def n_qp(self) -> int:
+        """Quadrature points per element."""
+        return int(self.dx.shape[1])
+
+    @property
+    def n_quad(self) -> int:
+        """Quadrature points in all (the length of a coefficient vector)."""
+        return self.n_elements * self.n_qp
+
+    def interpolate(self, u: torch.Tensor) -> torch.Tensor:
+        """Values at the quadrature points ``(n_quad,)`` of the nodal field ``u`` ``(n_dofs,)``."""
+        self._check_nodal(u)
+        return torch.einsum("ae,aeq->eq", u[self.element_dofs], self.phi).reshape(-1)
+
+    def interpolate_grad(self, u: torch.Tensor) -> torch.Tensor:
+        """Gradients at the quadrature points ``(n_quad, 2)`` of the nodal field ``u``."""
+        self._check_nodal(u)
+        return torch.einsum("ae,adeq->eqd", u[self.element_dofs], self.grad_phi).reshape(-1, 2)
+
+    def integrate(self, values_q: torch.Tensor) -> torch.Tensor:
+        """``sum_q w_q v_q``: the integral of a field given at the quadrature points."""
+        return (values_q.reshape(self.dx.shape) * self.dx).sum()
+
+    def expand(self, u_free: torch.Tensor, u_dirichlet: torch.Tensor | None = None) -> torch.Tensor:
+        """Full nodal vector from free values and Dirichlet values (zero by default)."""
+        full = u_free.new_zeros((self.n_dofs,) + tuple(u_free.shape[1:]))
+        full = full.index_copy(0, torch.as_tensor(self.free_dofs), u_free)
+        if u_dirichlet is not None:
+            full = full.index_copy(0, torch.as_tensor(self.dirichlet_dofs), u_dirichlet)
+        return full
+
+    def dirichlet_values(self, g) -> torch.Tensor:
+        """Values of ``g(x, y)`` (a callable on coordinate tensors) at the Dirichlet dofs."""
+        xy = self.dof_coordinates[torch.as_tensor(self.dirichlet_dofs)]
+        return torch.as_tensor(g(xy[:, 0], xy[:, 1]), dtype=torch.float64).expand(xy.shape[0])
+
+    def _check_nodal(self, u: torch.Tensor) -> None:
+        if u.ndim != 1 or u.shape[0] != self.n_dofs:
+            raise ShapeError(f"nodal vector must have shape ({self.n_dofs},), got {tuple(u.shape)}")

@@ -1,0 +1,38 @@
+"""The Problem object: data plus a pure loss function of a flat parameter vector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What an optimizer and a study need from an inverse problem.
+
+    Attributes
+    ----------
+    name : short identifier.
+    theta0 : flat float64 initial parameters.
+    loss : ``theta -> 0-d tensor``, a pure function of ``theta`` (``torch.func``-safe).
+    kappa : ``(theta, points) -> coefficient values`` of the learned law, for plots.
+    kappa_true : ``points -> values`` of the law that generated the data, if known.
+    residual : ``theta -> residual vector`` for least-squares problems, else None.
+    bounds : ``(lower, upper)`` tensors or None.
+    info : sizes and settings worth reporting (dofs, parameters, mesh, ...).
+    """
+
+    name: str
+    theta0: torch.Tensor
+    loss: Callable[[torch.Tensor], torch.Tensor]
+    kappa: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    kappa_true: Callable[[torch.Tensor], torch.Tensor] | None = None
+    residual: Callable[[torch.Tensor], torch.Tensor] | None = None
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.theta0.shape[0])

@@ -1,0 +1,36 @@
+import json
+
+import pytest
+import yaml
+
+from invfem.cli import main
+from invfem.errors import ConfigError
+from invfem.experiment import load_config
+
+
+def test_run_writes_results_and_plot(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "problem": "poisson_fem", "problem_options": {"n": 3, "widths": [2, 6, 1]},
+        "method": "adam", "options": {"lr": 0.01, "maxiter": 30}, "seeds": [0, 1],
+        "output": str(tmp_path / "out")}))
+    assert main(["run", str(cfg)]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["seed"] for r in results["runs"]] == [0, 1]
+    for r in results["runs"]:
+        assert len(r["history"]) == 30
+        assert r["loss"] < r["loss0"]
+        assert r["hessian0"]["symmetry_error"] < 1e-10
+        assert len(r["hessian0"]["eigenvalues"]) == 25
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+
+
+def test_config_errors_name_the_key(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("problem: poisson_fem\nmethd: adam\n")
+    with pytest.raises(ConfigError, match="methd"):
+        load_config(cfg)
+    cfg.write_text("problem: no_such_problem\n")
+    assert main(["run", str(cfg), "--output", str(tmp_path / "o")]) == 2
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")

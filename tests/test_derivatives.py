@@ -1,0 +1,57 @@
+import torch
+
+from invfem.derivatives import hessian, hvp, symmetry_error, taylor_test, value_and_grad
+
+
+def rosen(x):
+    return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+
+
+def test_grad_hvp_hessian_of_rosenbrock_match_torch_autograd():
+    x = torch.tensor([-1.2, 1.0, 0.3, 0.7])
+    f, g = value_and_grad(rosen, x)
+    ref = torch.autograd.functional.hessian(rosen, x)
+    torch.testing.assert_close(hessian(rosen, x), ref)
+    torch.testing.assert_close(hessian(rosen, x, chunk_size=3), ref)
+    v = torch.arange(4.0)
+    torch.testing.assert_close(hvp(rosen, x, v), ref @ v)
+    torch.testing.assert_close(g, torch.func.grad(rosen)(x))
+    assert symmetry_error(ref) < 1e-15
+
+
+def test_taylor_rates_of_a_smooth_function(gen):
+    x = torch.randn(6, generator=gen)
+    result = taylor_test(lambda z: torch.exp(z).sum() * torch.sin(z).sum(), x, torch.randn(6, generator=gen))
+    assert result.passed(), result.rates
+    assert result.remainders.shape == (3, 5)
+
+
+def test_taylor_test_fails_for_a_wrong_hessian(gen):
+    class BadCube(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x ** 3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 3 * x.detach() ** 2 * g  # detached: second derivative lost
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            return 3 * x.detach() ** 2 * t
+
+    x = torch.randn(4, generator=gen)
+    result = taylor_test(lambda z: BadCube.apply(z).sum(), x, torch.randn(4, generator=gen))
+    assert result.min_rates[1] > 1.9 and result.min_rates[2] < 2.5
+
+
+def test_symmetry_error_sees_asymmetry():
+    assert symmetry_error(torch.tensor([[1.0, 2.0], [0.0, 1.0]])) > 0.5
+    assert symmetry_error(torch.zeros(2, 2)) == 0.0
