@@ -21,6 +21,8 @@ class Problem:
     kappa_true : ``points -> values`` of the law that generated the data, if known.
     residual : ``theta -> residual vector`` for least-squares problems, else None.
     bounds : ``(lower, upper)`` tensors or None.
+    hessian : ``theta -> (n, n)`` exact Hessian by the problem's structure (faster than
+        the generic batched one), or None.
     info : sizes and settings worth reporting (dofs, parameters, mesh, ...).
     """
 
@@ -31,6 +33,7 @@ class Problem:
     kappa_true: Callable[[torch.Tensor], torch.Tensor] | None = None
     residual: Callable[[torch.Tensor], torch.Tensor] | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    hessian: Callable[[torch.Tensor], torch.Tensor] | None = None
     info: dict = field(default_factory=dict)
 
     @property

@@ -42,3 +42,25 @@ def test_bad_input_raises():
         mlp(torch.zeros(5), torch.zeros(4, 2))
     with pytest.raises(ShapeError, match="input"):
         mlp(mlp.init(0), torch.zeros(4, 3))
+
+
+@pytest.mark.parametrize("positivity", [None, "softplus", "exp", "square"])
+def test_fast_jacobian_and_weighted_hessian_match_torch_func(positivity):
+    from invfem.nn.hessian import mlp_jacobian_and_hessian
+
+    mlp = MLP([2, 5, 4, 3, 1], positivity=positivity, shift=0.5)
+    theta = mlp.init(1) * 1.5
+    x, g = torch.rand(37, 2), torch.randn(37)
+    jac, hess = mlp_jacobian_and_hessian(mlp, theta, x, g, chunk=10)
+    torch.testing.assert_close(jac, torch.func.jacrev(lambda t: mlp(t, x))(theta), rtol=1e-12, atol=1e-12)
+    ref = torch.func.hessian(lambda t: (g * mlp(t, x)).sum())(theta)
+    assert (hess - ref).abs().max() < 1e-12 * ref.abs().max()
+
+
+def test_fast_hessian_refuses_unsupported_networks():
+    from invfem.nn.hessian import mlp_jacobian_and_hessian, supports_fast_hessian
+
+    mlp = MLP([2, 3, 1], activation="sigmoid")
+    assert not supports_fast_hessian(mlp)
+    with pytest.raises(NotImplementedError, match="tanh"):
+        mlp_jacobian_and_hessian(mlp, mlp.init(0), torch.rand(4, 2), torch.ones(4))

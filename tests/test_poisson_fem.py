@@ -68,6 +68,21 @@ def test_full_hessian_equals_dense_reference(tiny):
         assert torch.linalg.norm(other - h) / scale < 1e-10
 
 
+def test_structured_hessian_equals_generic_and_dense_reference(tiny):
+    theta = tiny.theta0
+    ref = torch.func.hessian(_dense_loss(tiny))(theta)
+    h = tiny.hessian(theta)
+    assert torch.linalg.norm(h - ref) / torch.linalg.norm(ref) < 1e-8
+    assert torch.linalg.norm(h - hessian(tiny.loss, theta)) / torch.linalg.norm(ref) < 1e-10
+    assert symmetry_error(h) < 1e-10
+    solver = tiny.info["solver"]
+    solver.clear()
+    solver.stats.reset()
+    tiny.hessian(theta)
+    assert solver.stats.factorizations == 1
+    assert solver.stats.solve_calls == 2 + 4 * ((tiny.n_params + 255) // 256)  # gradient + 4 per HVP batch of 256
+
+
 def test_full_hessian_uses_one_factorization(tiny):
     solver = tiny.info["solver"]
     solver.clear()

@@ -46,7 +46,9 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         log(f"[seed {seed}] {problem.name}: {problem.n_params} parameters, loss0 = {float(f0):.6e}, "
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
-            summary = hessian_summary(hessian(problem.loss, problem.theta0, chunk_size=config.hessian_chunk))
+            h = (problem.hessian(problem.theta0) if problem.hessian is not None
+                 else hessian(problem.loss, problem.theta0, chunk_size=config.hessian_chunk))
+            summary = hessian_summary(h)
             record["hessian0"] = summary
             log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
                 f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
