@@ -124,7 +124,7 @@ class DirichletSystem:
 
     def condense_rhs(self, values: torch.Tensor, rhs: torch.Tensor, u_dirichlet: torch.Tensor | None = None) -> torch.Tensor:
         """``F_f - A_fD u_D`` (just ``F_f`` if ``u_dirichlet`` is None)."""
-        rhs_f = rhs[torch.as_tensor(self.space.free_dofs)]
+        rhs_f = rhs[self.space.free_index]
         if u_dirichlet is None or self.fd_index.numel() == 0:
             return rhs_f
         lifted = values[self.fd_index] * u_dirichlet[self.fd_cols]

@@ -71,6 +71,8 @@ class FunctionSpace:
                 raise ShapeError(f"Dirichlet dofs must lie in [0, {b.N}), got [{dirichlet.min()}, {dirichlet.max()}]")
         self.dirichlet_dofs = np.unique(dirichlet).astype(np.int64)
         self.free_dofs = np.setdiff1d(np.arange(b.N), self.dirichlet_dofs).astype(np.int64)
+        self.free_index = torch.as_tensor(self.free_dofs)            # the same, as tensors (hot path)
+        self.dirichlet_index = torch.as_tensor(self.dirichlet_dofs)
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
         self.element_dofs = torch.as_tensor(b.element_dofs.astype(np.int64))             # (n_loc, n_elem)
         self.phi = t(np.stack([np.asarray(bf[0]) for bf in b.basis]))                           # (n_loc, n_elem, n_qp)
@@ -120,14 +122,14 @@ class FunctionSpace:
     def expand(self, u_free: torch.Tensor, u_dirichlet: torch.Tensor | None = None) -> torch.Tensor:
         """Full nodal vector from free values and Dirichlet values (zero by default)."""
         full = u_free.new_zeros((self.n_dofs,) + tuple(u_free.shape[1:]))
-        full = full.index_copy(0, torch.as_tensor(self.free_dofs), u_free)
+        full = full.index_copy(0, self.free_index, u_free)
         if u_dirichlet is not None:
-            full = full.index_copy(0, torch.as_tensor(self.dirichlet_dofs), u_dirichlet)
+            full = full.index_copy(0, self.dirichlet_index, u_dirichlet)
         return full
 
     def dirichlet_values(self, g) -> torch.Tensor:
         """Values of ``g(x, y)`` (a callable on coordinate tensors) at the Dirichlet dofs."""
-        xy = self.dof_coordinates[torch.as_tensor(self.dirichlet_dofs)]
+        xy = self.dof_coordinates[self.dirichlet_index]
         return torch.as_tensor(g(xy[:, 0], xy[:, 1]), dtype=torch.float64).expand(xy.shape[0])
 
     def _check_nodal(self, u: torch.Tensor) -> None:
