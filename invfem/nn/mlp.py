@@ -1,29 +1,88 @@
 """A multilayer perceptron over one flat float64 parameter vector.
 
-Optimizers see a flat ``theta``; the network sees named module parameters. :class:`MLP`
-converts between the two and evaluates the network with
-``torch.func.functional_call``, so ``mlp(theta, x)`` is a pure function of ``theta``
-that composes with every ``torch.func`` transform.
+Optimizers see a flat ``theta``; the network sees per-layer weights and biases, which are
+views of ``theta`` (:meth:`MLP.layers`). ``mlp(theta, x)`` is a pure function of ``theta``
+written with plain torch ops, so it composes with every ``torch.func`` transform, and it
+follows the device and dtype of ``theta``.
+
+Every activation and output transform is a :class:`Pointwise` function with its first and
+second derivatives: the closed-form Jacobian and Hessian of :mod:`invfem.nn.hessian` use
+them, so an activation added to :data:`ACTIVATIONS` is supported everywhere at once.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from invfem.errors import ConfigError, ShapeError
 
-_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "softplus": nn.Softplus, "gelu": nn.GELU}
-_POSITIVITY = {
-    None: lambda y: y,
-    "none": lambda y: y,
-    "softplus": nn.functional.softplus,
-    "exp": torch.exp,
-    "square": torch.square,
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Pointwise:
+    """A scalar function applied entrywise, with its first and second derivatives.
+
+    ``derivatives(z) -> (f'(z), f''(z))`` shares work between the two (tanh: one ``tanh``).
+    """
+
+    value: Fn
+    derivatives: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    module: type[nn.Module] | None = None     # the torch module of an activation (for ``MLP.module``)
+
+
+def _tanh(z):
+    t = torch.tanh(z)
+    d1 = 1 - t * t
+    return d1, -2 * t * d1
+
+
+def _sigmoid(z):
+    s = torch.sigmoid(z)
+    d1 = s * (1 - s)
+    return d1, d1 * (1 - 2 * s)
+
+
+_SOFTPLUS_THRESHOLD = 20.0   # torch's softplus is the identity above it (and so are its derivatives)
+
+
+def _softplus(z):
+    s = torch.sigmoid(z)
+    linear = z > _SOFTPLUS_THRESHOLD
+    return torch.where(linear, torch.ones_like(s), s), torch.where(linear, torch.zeros_like(s), s * (1 - s))
+
+
+def _gelu(z):
+    density = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+    return cdf + z * density, density * (2 - z * z)
+
+
+def _exp(z):
+    e = torch.exp(z)
+    return e, e
+
+
+ACTIVATIONS: dict[str, Pointwise] = {
+    "tanh": Pointwise(torch.tanh, _tanh, nn.Tanh),
+    "sigmoid": Pointwise(torch.sigmoid, _sigmoid, nn.Sigmoid),
+    "softplus": Pointwise(nn.functional.softplus, _softplus, nn.Softplus),
+    "gelu": Pointwise(nn.functional.gelu, _gelu, nn.GELU),
+}
+
+IDENTITY = Pointwise(lambda z: z, lambda z: (torch.ones_like(z), torch.zeros_like(z)))
+
+POSITIVITY: dict[str | None, Pointwise] = {
+    None: IDENTITY,
+    "none": IDENTITY,
+    "softplus": ACTIVATIONS["softplus"],
+    "exp": Pointwise(torch.exp, _exp),
+    "square": Pointwise(torch.square, lambda z: (2 * z, torch.full_like(z, 2.0))),
 }
 
 
@@ -34,9 +93,13 @@ class MLP:
     Parameters
     ----------
     widths : layer widths including input and output, e.g. ``[2, 20, 20, 20, 1]`` (921 parameters).
-    activation : hidden activation, one of ``tanh`` (default), ``sigmoid``, ``softplus``, ``gelu``.
+    activation : hidden activation, one of :data:`ACTIVATIONS` (``tanh`` default, ``sigmoid``,
+        ``softplus``, ``gelu``).
     positivity : output transform, ``None``/``"none"``, ``"softplus"``, ``"exp"`` or ``"square"``.
     shift : constant added after the transform (the reference uses ``N_theta(x) + 0.5``).
+
+    The flat layout is layer by layer: ``W_1`` (row-major, ``widths[1] x widths[0]``), ``b_1``,
+    ``W_2``, ``b_2``, ... — the order of ``torch.nn.Linear`` parameters in ``self.module``.
 
     >>> mlp = MLP([2, 20, 20, 20, 1])
     >>> mlp.n_params
@@ -55,15 +118,15 @@ class MLP:
         self.widths = [int(w) for w in self.widths]
         if len(self.widths) < 2 or min(self.widths) < 1:
             raise ConfigError(f"widths must list at least input and output sizes >= 1, got {self.widths}")
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; valid: {sorted(_ACTIVATIONS)}")
-        if self.positivity not in _POSITIVITY:
-            raise ConfigError(f"unknown positivity {self.positivity!r}; valid: {[k for k in _POSITIVITY if k]}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        if self.positivity not in POSITIVITY:
+            raise ConfigError(f"unknown positivity {self.positivity!r}; valid: {[k for k in POSITIVITY if k]}")
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(self.widths[:-1], self.widths[1:])):
             layers.append(nn.Linear(a, b, dtype=torch.float64))
             if i < len(self.widths) - 2:
-                layers.append(_ACTIVATIONS[self.activation]())
+                layers.append(self.sigma.module())
         self.module = nn.Sequential(*layers).requires_grad_(False)
         self._names = [name for name, _ in self.module.named_parameters()]
         self._shapes = [p.shape for _, p in self.module.named_parameters()]
@@ -74,8 +137,18 @@ class MLP:
         """Length of the flat parameter vector."""
         return sum(self._sizes)
 
-    def init(self, seed: int = 0) -> torch.Tensor:
-        """Deterministic flat initial parameters: Xavier-normal weights, zero biases."""
+    @property
+    def sigma(self) -> Pointwise:
+        """The hidden activation with its derivatives."""
+        return ACTIVATIONS[self.activation]
+
+    @property
+    def phi(self) -> Pointwise:
+        """The output transform with its derivatives."""
+        return POSITIVITY[self.positivity]
+
+    def init(self, seed: int = 0, device=None) -> torch.Tensor:
+        """Deterministic flat initial parameters: Xavier-normal weights, zero biases (on ``device``)."""
         gen = torch.Generator().manual_seed(int(seed))
         parts = []
         for shape in self._shapes:
@@ -84,13 +157,21 @@ class MLP:
                 parts.append(torch.randn(shape, generator=gen, dtype=torch.float64).reshape(-1) * std)
             else:
                 parts.append(torch.zeros(shape.numel(), dtype=torch.float64))
-        return torch.cat(parts)
+        return torch.cat(parts).to(device)
+
+    def _check_theta(self, theta: torch.Tensor) -> None:
+        if theta.ndim != 1 or theta.shape[0] != self.n_params:
+            raise ShapeError(f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}")
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named module parameters (views of ``theta``)."""
-        if theta.ndim != 1 or theta.shape[0] != self.n_params:
-            raise ShapeError(f"theta must have shape ({self.n_params},), got {tuple(theta.shape)}")
+        self._check_theta(theta)
         return {n: p.reshape(s) for n, p, s in zip(self._names, torch.split(theta, self._sizes), self._shapes)}
+
+    def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``[(W_1, b_1), (W_2, b_2), ...]`` as views of ``theta``."""
+        views = list(self.unflatten(theta).values())
+        return list(zip(views[0::2], views[1::2]))
 
     def flatten(self, params: dict[str, torch.Tensor] | nn.Module) -> torch.Tensor:
         """Flat parameter vector from named parameters or a module shaped like ``self.module``."""
@@ -102,12 +183,18 @@ class MLP:
         return torch.cat([params[n].detach().reshape(-1).to(torch.float64) for n in self._names])
 
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Network output ``(n,)`` at points ``x`` of shape ``(n, widths[0])`` (single-output nets)."""
+        """Network output ``(n,)`` at points ``x`` of shape ``(n, widths[0])`` (``(n, widths[-1])``
+        for several outputs)."""
         if x.ndim == 1 and self.widths[0] == 1:
             x = x.unsqueeze(-1)
         if x.ndim != 2 or x.shape[1] != self.widths[0]:
             raise ShapeError(f"input must have shape (n, {self.widths[0]}), got {tuple(x.shape)}")
-        y = functional_call(self.module, self.unflatten(theta), (x,))
+        layers = self.layers(theta)
+        a = x
+        for w, b in layers[:-1]:
+            a = self.sigma.value(torch.addmm(b, a, w.T))
+        w, b = layers[-1]
+        y = torch.addmm(b, a, w.T)
         if self.widths[-1] == 1:
             y = y.squeeze(-1)
-        return _POSITIVITY[self.positivity](y) + self.shift
+        return self.phi.value(y) + self.shift
