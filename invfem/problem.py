@@ -15,14 +15,15 @@ class Problem:
     Attributes
     ----------
     name : short identifier.
-    theta0 : flat float64 initial parameters.
+    theta0 : flat float64 initial parameters (their device is the problem's device).
     loss : ``theta -> 0-d tensor``, a pure function of ``theta`` (``torch.func``-safe).
     kappa : ``(theta, points) -> coefficient values`` of the learned law, for plots.
     kappa_true : ``points -> values`` of the law that generated the data, if known.
     residual : ``theta -> residual vector`` for least-squares problems, else None.
     bounds : ``(lower, upper)`` tensors or None.
-    hessian : ``theta -> (n, n)`` exact Hessian by the problem's structure (faster than
-        the generic batched one), or None.
+    structure : how the loss is built from the network (e.g. a
+        :class:`~invfem.structured.CoefficientLoss`), with ``hessian(theta)`` and
+        ``supported``; :meth:`hessian` uses it where it applies. None: generic Hessian only.
     info : sizes and settings worth reporting (dofs, parameters, mesh, ...).
     """
 
@@ -33,9 +34,21 @@ class Problem:
     kappa_true: Callable[[torch.Tensor], torch.Tensor] | None = None
     residual: Callable[[torch.Tensor], torch.Tensor] | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
-    hessian: Callable[[torch.Tensor], torch.Tensor] | None = None
+    structure: object | None = None
     info: dict = field(default_factory=dict)
 
     @property
     def n_params(self) -> int:
         return int(self.theta0.shape[0])
+
+    @property
+    def hessian_kind(self) -> str:
+        """``"structured"`` or ``"generic"``: the path :meth:`hessian` takes (see
+        :func:`invfem.structured.hessian_path`)."""
+        from invfem.structured import hessian_path
+        return hessian_path(self).kind
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """The exact ``(n, n)`` Hessian of :attr:`loss` at ``theta``, by the fastest path that applies."""
+        from invfem.structured import hessian_path
+        return hessian_path(self).function(theta)

@@ -16,10 +16,11 @@ from __future__ import annotations
 import torch
 
 from invfem.fem import FunctionSpace, unit_square
-from invfem.fem.heat import HeatStepper
+from invfem.fem.heat import HeatStepper, TrajectoryLoss
+from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
-from problems._common import structured_hessian
+from invfem.structured import CoefficientLoss
 from problems._heat_data import initial_state, snapshots
 from problems.poisson_fem import kappa_reference
 
@@ -39,13 +40,12 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01
     points = space.quadrature_points
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
 
-    def outer(kappa_q):
-        states = stepper.trajectory(kappa_q.reshape(-1), u0)
-        return ((states[steps][:, free] - observed[:, free]) ** 2).sum()
+    outer = TrajectoryLoss(stepper, u0, QuadraticMisfit((steps[:, None] * space.n_dofs + free[None, :]).reshape(-1),
+                                                      observed[:, free].reshape(-1)))
+    loss = CoefficientLoss(mlp, points, outer)
 
     return Problem(
-        name="heat_fem", theta0=mlp.init(seed), loss=lambda theta: outer(mlp(theta, points)), kappa=mlp,
-        kappa_true=kappa_true, hessian=structured_hessian(mlp, outer, points),
+        name="heat_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
         info={"n": n, "order": order, "dt": dt, "n_steps": n_steps, "scheme": scheme, "n_dofs": space.n_dofs,
               "n_quad": space.n_quad, "n_params": mlp.n_params, "observed_steps": steps, "noise": noise,
               "stepper": stepper, "solver": stepper.system.solver, "space": space, "u0": u0},

@@ -19,7 +19,7 @@ from invfem.fem import FunctionSpace, unit_square
 from invfem.fem.heat import HeatStepper
 from invfem.nn import MLP
 from invfem.problem import Problem
-from problems._common import structured_hessian
+from invfem.structured import CoefficientLoss
 from problems._heat_data import initial_state, snapshots
 from problems.poisson_fem import kappa_reference
 
@@ -36,13 +36,12 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01
     points = space.quadrature_points
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
 
-    def outer(kappa_q):
-        return (stepper.residuals(kappa_q.reshape(-1), states) ** 2).sum()
+    outer = stepper.residual_loss(states)
+    loss = CoefficientLoss(mlp, points, outer)
 
     return Problem(
-        name="heat_residual", theta0=mlp.init(seed), loss=lambda theta: outer(mlp(theta, points)), kappa=mlp,
-        kappa_true=kappa_true, residual=lambda theta: stepper.residuals(mlp(theta, points), states).reshape(-1),
-        hessian=structured_hessian(mlp, outer, points),
+        name="heat_residual", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
+        residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1), structure=loss,
         info={"n": n, "order": order, "dt": dt, "n_steps": n_steps, "scheme": scheme, "n_dofs": space.n_dofs,
               "n_quad": space.n_quad, "n_params": mlp.n_params, "noise": noise, "snapshots": states, "space": space},
     )

@@ -19,9 +19,11 @@ import torch
 
 from invfem.errors import ConfigError
 from invfem.fem import DirichletSystem, FunctionSpace, load_vector, stiffness_map, unit_square
+from invfem.fem.stationary import LinearStateLoss
+from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
-from problems._common import structured_hessian
+from invfem.structured import CoefficientLoss
 
 
 def kappa_reference(points: torch.Tensor) -> torch.Tensor:
@@ -62,16 +64,10 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 2
     u_true = solve(kappa_true(points))[obs]
     u_obs = u_true * (1.0 + noise * torch.as_tensor(rng.uniform(-1.0, 1.0, n_obs)))
 
-    def misfit(kappa_q: torch.Tensor) -> torch.Tensor:
-        """The loss as a function of the coefficient at the quadrature points."""
-        return ((solve(kappa_q)[obs] - u_obs) ** 2).sum()
-
-    def loss(theta: torch.Tensor) -> torch.Tensor:
-        return misfit(mlp(theta, points))
+    loss = CoefficientLoss(mlp, points, LinearStateLoss(system, stiffness, load, QuadraticMisfit(obs, u_obs)))
 
     return Problem(
-        name="poisson_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
-        hessian=structured_hessian(mlp, misfit, points),
+        name="poisson_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free,
               "n_elements": space.n_elements, "n_quad": space.n_quad, "n_params": mlp.n_params,
               "n_observed": n_obs, "noise": noise, "observed_dofs": obs, "u_obs": u_obs, "solver": system.solver, "space": space, "solve": solve},

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from invfem.fem import FunctionSpace, unit_square
-from invfem.fem.nonlinear import NonlinearPoisson
+from invfem.fem.nonlinear import NewtonStateLoss, NonlinearPoisson
+from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
 from problems._common import check_fraction, noisy
@@ -41,11 +42,11 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 2
     u_obs = noisy(u_true[obs], noise, rng)
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
 
-    def loss(theta):
-        return ((pde.solution(mlp, theta)[obs] - u_obs) ** 2).sum()
+    loss = NewtonStateLoss(pde, mlp, QuadraticMisfit(obs, u_obs))
 
     return Problem(
         name="poisson_nonlinear_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
+        structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
               "n_params": mlp.n_params, "n_observed": n_obs, "noise": noise, "u_obs": u_obs, "observed_dofs": obs,
               "pde": pde, "solver": pde.system.solver, "space": space},

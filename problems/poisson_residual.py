@@ -20,8 +20,10 @@ import torch
 from invfem.fem import FunctionSpace, load_vector, unit_square
 from invfem.fem.nonlinear import NonlinearPoisson
 from invfem.nn import MLP
+from invfem.fem.residual import LinearResidualLoss
 from invfem.problem import Problem
-from problems._common import noisy, structured_hessian
+from invfem.structured import CoefficientLoss
+from problems._common import noisy
 
 
 def kappa_default(u: torch.Tensor) -> torch.Tensor:
@@ -41,25 +43,13 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 2
     f_obs = noisy(torch.full((space.n_quad,), float(f)), noise, rng)
     load = load_vector(space, f_obs)[space.free_index]
     u_points = space.interpolate(u_obs)[:, None]
-    stiffness = pde.stiffness
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
-
-    def residual_of_kappa(kappa_q: torch.Tensor) -> torch.Tensor:
-        ku = stiffness.pattern.matvec(stiffness.values(kappa_q.reshape(-1)), u_obs)
-        return ku[space.free_index] - load
-
-    def outer(kappa_q):
-        return (residual_of_kappa(kappa_q) ** 2).sum()
-
-    def residual(theta):
-        return residual_of_kappa(mlp(theta, u_points))
-
-    def loss(theta):
-        return outer(mlp(theta, u_points))
+    outer = LinearResidualLoss(pde.stiffness, u_obs, load, space.free_index)
+    loss = CoefficientLoss(mlp, u_points, outer)
 
     return Problem(
         name="poisson_residual", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
-        residual=residual, hessian=structured_hessian(mlp, outer, u_points),
+        residual=lambda theta: outer.residuals(mlp(theta, u_points)).reshape(-1), structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
               "n_params": mlp.n_params, "noise": noise, "u_obs": u_obs, "u_true": u_true, "space": space},
     )

@@ -11,12 +11,18 @@ observed snapshots for residual-minimisation training.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
+from torch.func import grad, jvp, vmap
 
 from invfem.errors import ConfigError, ShapeError
 from invfem.fem.operators import DirichletSystem, load_vector, mass_map, stiffness_map
+from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import sparse_solve
+from invfem.structured import Linearization
 
 SCHEMES = {"backward-euler": 1.0, "crank-nicolson": 0.5}
 
@@ -71,17 +77,24 @@ class HeatStepper:
             states.append(self.space.expand(sparse_solve(a_values, rhs, self.system.solver)))
         return torch.stack(states)
 
-    def residuals(self, kappa_q: torch.Tensor, snapshots: torch.Tensor) -> torch.Tensor:
-        """Scheme residuals ``(n_steps, n_free)`` of consecutive snapshots ``(n_steps + 1, n_dofs)``."""
+    def residual_loss(self, snapshots: torch.Tensor) -> LinearResidualLoss:
+        """``kappa -> sum_k ||r_k||^2`` over consecutive snapshot pairs ``(n_steps + 1, n_dofs)``:
+
+        ``r_k = M (u^{k+1} - u^k) / dt + K(kappa) (s u^{k+1} + (1 - s) u^k) - (s F^{k+1} + (1 - s) F^k)``
+        on the free rows — affine in kappa (a :class:`~invfem.fem.residual.LinearResidualLoss`).
+        """
         if snapshots.shape != (self.n_steps + 1, self.space.n_dofs):
             raise ShapeError(f"snapshots must have shape ({self.n_steps + 1}, {self.space.n_dofs}) (one state per "
                              f"time step, t = 0 .. {self.n_steps} dt), got {tuple(snapshots.shape)}")
         pattern, free = self.stiffness.pattern, self.space.free_index
-        k_values = self.stiffness.values(kappa_q)
-        mu = torch.vmap(lambda u: pattern.matvec(self.mass_values, u))(snapshots)[:, free]
-        ku = torch.vmap(lambda u: pattern.matvec(k_values, u))(snapshots)[:, free]
-        return ((mu[1:] - mu[:-1]) / self.dt + self.s * ku[1:] + (1 - self.s) * ku[:-1]
-                - (self.s * self.loads[1:] + (1 - self.s) * self.loads[:-1]))
+        mu = pattern.matvec(self.mass_values, snapshots.T).T[:, free]
+        targets = (self.s * self.loads[1:] + (1 - self.s) * self.loads[:-1]) - (mu[1:] - mu[:-1]) / self.dt
+        vectors = self.s * snapshots[1:] + (1 - self.s) * snapshots[:-1]
+        return LinearResidualLoss(self.stiffness, vectors, targets, free)
+
+    def residuals(self, kappa_q: torch.Tensor, snapshots: torch.Tensor) -> torch.Tensor:
+        """Scheme residuals ``(n_steps, n_free)`` of consecutive snapshots ``(n_steps + 1, n_dofs)``."""
+        return self.residual_loss(snapshots).residuals(kappa_q)
 
 
 def check_snapshot_times(times, dt: float, n_steps: int, every_step: bool) -> torch.Tensor:
@@ -106,3 +119,74 @@ def check_snapshot_times(times, dt: float, n_steps: int, every_step: bool) -> to
         raise ConfigError(f"residual minimisation needs a snapshot at every step t = k*dt, k = 0..{n_steps}; "
                           f"got {times.numel()} times")
     return k.long()
+
+
+@dataclass(eq=False)
+class TrajectoryLoss:
+    """``kappa -> misfit(states)`` with ``states = stepper.trajectory(kappa, u0)`` ``(n_steps + 1, n_dofs)``.
+
+    :meth:`linearize` gives the structured Hessian's pieces (Lagrangian of the time-stepping
+    equations ``R_k = A u^{k+1} - B u^k - f_k``, ``A = M + s dt K(kappa)``, ``B = M - (1-s) dt K(kappa)``):
+    the adjoint trajectory ``A^T lambda_{k-1} = dm/du^k + B^T lambda_k`` (backwards), the gradient
+    ``g_q = -dt sum_k lambda_k^T K_q (s u^{k+1} + (1-s) u^k)``, and ``J^T W J`` from the
+    sensitivity trajectory ``A S^{k+1} = B S^k - dt C(u^hat_k) J`` — ``n_steps`` solves with ``P``
+    right-hand sides, all on the ONE factorization of ``A`` — as ``sum_k S^k^T Y^k + Y^k^T S^k``
+    with ``Y^k = (1/2) (Hess m) S^k - dt C(lambda^hat_k)^T J``.
+    """
+
+    stepper: HeatStepper
+    u0: torch.Tensor
+    misfit: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, kappa: torch.Tensor) -> torch.Tensor:
+        return self.misfit(self.stepper.trajectory(kappa, self.u0))
+
+    def linearize(self, kappa: torch.Tensor) -> Linearization:
+        st = self.stepper
+        space, pattern, solver = st.space, st.stiffness.pattern, st.system.solver
+        free, n_steps, s, dt = space.free_index, st.n_steps, st.s, st.dt
+        with torch.no_grad():
+            k_values = st.stiffness.values(kappa)
+            a_ff = st.system.condense_matrix(st.mass_values + s * dt * k_values)
+            b_values = st.mass_values - (1 - s) * dt * k_values
+            states = st.trajectory(kappa, self.u0)
+        m_states = grad(self.misfit)(states)
+        lam = states.new_zeros(n_steps + 1, space.n_dofs)           # lambda_k, k = 0..n_steps-1; lambda_n = 0
+        rhs = m_states[n_steps][free]
+        for k in range(n_steps - 1, -1, -1):
+            lam[k] = space.expand(sparse_solve(a_ff, rhs, solver, transpose=True))
+            if k > 0:
+                rhs = m_states[k][free] + pattern.matvec(b_values, lam[k], transpose=True)[free]
+        u_hat = s * states[1:] + (1 - s) * states[:-1]                   # (n_steps, n_dofs)
+        coef_u = st.stiffness.coupling(u_hat)                            # C(u^hat_k), k = 0..n-1
+        n_loc = space.element_dofs.shape[0]
+        per_step = coef_u.view(coef_u.shape[0], n_steps, n_loc, -1)
+        gradient = -dt * torch.einsum("kae,ekaq->eq", lam[:n_steps][:, space.element_dofs], per_step).reshape(-1)
+        lam_hat = s * lam[:n_steps] + (1 - s) * lam[1:]                  # lambda^hat_j, j = 1..n (row j - 1)
+        coef_lam = st.stiffness.coupling(lam_hat, transpose=True)
+
+        def curvature(jac: torch.Tensor) -> torch.Tensor:
+            n_params = jac.shape[1]
+            sens = jac.new_zeros(n_steps + 1, space.n_dofs, n_params)   # S^0 = 0: u0 is data
+            buf = jac.new_zeros(1, space.n_dofs, n_params)
+            for k in range(n_steps):
+                buf.zero_()
+                space.scatter_points(coef_u[:, k * n_loc:(k + 1) * n_loc], jac, out=buf)
+                rhs = pattern.matvec(b_values, sens[k])[free].sub_(buf[0][free], alpha=dt)
+                sens[k + 1][free] = sparse_solve(a_ff, rhs, solver)
+            y = self._hessian_apply(states, sens).mul_(0.5)
+            for j in range(1, n_steps + 1):
+                buf.zero_()
+                space.scatter_points(coef_lam[:, (j - 1) * n_loc:j * n_loc], jac, out=buf)
+                y[j].sub_(buf[0], alpha=dt)
+            s_free = sens[1:, free].reshape(-1, n_params)
+            h = s_free.T @ y[1:, free].reshape(-1, n_params)
+            return h.add_(h.T.clone())
+
+        return Linearization(gradient=gradient, curvature=curvature)
+
+    def _hessian_apply(self, states: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """``Hess misfit (states)`` on the trailing columns of ``directions`` ``(n+1, n_dofs, P)``."""
+        if hasattr(self.misfit, "hessian_apply"):
+            return self.misfit.hessian_apply(states, directions)
+        return vmap(lambda d: jvp(grad(self.misfit), (states,), (d,))[1], in_dims=2, out_dims=2)(directions)

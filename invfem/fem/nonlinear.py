@@ -19,14 +19,18 @@ Both chord steps solve with the same matrix values: one factorization, cached.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.func import grad, jvp, vmap
 
 from invfem.errors import ConvergenceError, NonFiniteError
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
+from invfem.nn.hessian import network_terms, supports_fast_hessian
 
 
 def value_and_derivative(kappa, u_q: torch.Tensor):
@@ -147,3 +151,70 @@ class _NewtonSolve(torch.autograd.Function):
             return _NewtonSolve.apply(problem, kappa_model, theta), None
         thetas = theta.movedim(in_dims[2], 0)
         return torch.stack([_NewtonSolve.apply(problem, kappa_model, t) for t in thetas]), 0
+
+
+@dataclass(eq=False)
+class NewtonStateLoss:
+    """``theta -> misfit(u*(theta))`` where ``u*`` solves ``-div(kappa_theta(u) grad u) = f`` (Newton).
+
+    The coefficient ``kappa_theta(u_q)`` takes the state at each quadrature point as its
+    input, so ``u_q`` depends on theta too. :meth:`hessian` is the exact reduced Hessian by
+    the Lagrangian ``L = m(u) - lambda^T R(u, theta)``, ``R = K(kappa(theta, Phi u)) u - F``:
+
+        H = N(rho) + S^T Y + Y^T S,    S = du/dtheta = -R_u^{-1} C(u) J,   Y = (1/2) L_uu S + Z,
+
+    with ``rho_q = -lambda^T K_q u`` the network weights, the per-point algebra over
+    ``(theta, u_q)`` jointly (:func:`~invfem.nn.hessian.network_terms` with input derivatives:
+    ``N``, ``rho d(J)/dx``, ``rho kappa''``), ``Z = Phi^T diag(rho) J_x - C(lambda)^T J`` and
+    ``L_uu = Hess m + Phi^T diag(rho kappa'') Phi - Phi^T diag(kappa') C(lambda)^T - C(lambda) diag(kappa') Phi``.
+    One factorization of the Newton Jacobian ``R_u`` (shared with the chord steps of the loss)
+    serves the adjoint and the ``P``-column sensitivity solve.
+    """
+
+    pde: NonlinearPoisson
+    mlp: object
+    misfit: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.misfit(self.pde.solution(self.mlp, theta))
+
+    @property
+    def supported(self) -> bool:
+        """Whether the closed-form network algebra applies (a one-input, one-output invfem MLP)."""
+        return supports_fast_hessian(self.mlp) and self.mlp.widths[0] == 1
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Exact ``(P, P)`` Hessian at ``theta`` (class docstring)."""
+        theta = theta.detach()
+        pde, mlp = self.pde, self.mlp
+        space, stiffness, solver = pde.space, pde.stiffness, pde.system.solver
+        free = space.free_index
+        kappa = lambda z: mlp(theta, z)
+        u, _ = pde.newton(kappa)
+        kq, dkq = pde._state(kappa, u)
+        a_ff = pde.jacobian_values(u, kq, dkq)                        # R_u on the free dofs
+        m_u = grad(self.misfit)(u)
+        lam = space.expand(sparse_solve(a_ff, m_u[free], solver, transpose=True))
+        coef_u = stiffness.coupling(u)                                 # C(u)[:, q]      = K_q u
+        coef_lam = stiffness.coupling(lam, transpose=True)             # C(lambda)[:, q] = K_q^T lambda
+        coef_phi = space.phi.permute(1, 0, 2)                          # Phi[q, dof_a]   = phi_a(x_q)
+        rho = -torch.einsum("ae,eaq->eq", lam[space.element_dofs], coef_u).reshape(-1)
+        terms = network_terms(mlp, theta, space.interpolate(u)[:, None], rho, input_derivatives=True)
+        jac, dk = terms.jac, terms.kappa_x[:, 0]
+        products = space.scatter_points(torch.cat([coef_u, coef_lam], 1), jac)        # C(u) J, C(lambda)^T J
+        sens = sparse_solve(a_ff, products[0][free].contiguous(), solver).neg_()
+        sens_full = space.expand(sens)
+        z = space.scatter_points(coef_phi, terms.mixed[:, :, 0])[0].sub_(products[1])
+        phi_s = space.gather_points(coef_phi, sens_full)                             # Phi S
+        lam_s = space.gather_points(coef_lam, sens_full)                             # C(lambda)^T S
+        l_uu = self._hessian_apply(u, sens_full)
+        l_uu += space.scatter_points(coef_phi, terms.input_hessian[:, 0, :] * phi_s - dk[:, None] * lam_s)[0]
+        l_uu -= space.scatter_points(coef_lam, dk[:, None] * phi_s)[0]
+        y = l_uu[free].mul_(0.5).add_(z[free])
+        h = sens.T @ y
+        return terms.hessian.add_(h).add_(h.T)
+
+    def _hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.misfit, "hessian_apply"):
+            return self.misfit.hessian_apply(u, directions)
+        return vmap(lambda d: jvp(grad(self.misfit), (u,), (d,))[1], in_dims=1, out_dims=1)(directions)

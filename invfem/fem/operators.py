@@ -53,6 +53,19 @@ class BilinearMap:
         element = torch.einsum("eabq,eq->eab", self.local, coefficient.reshape(self.space.dx.shape))
         return self.assemble(element)
 
+    def coupling(self, v: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """Element form of ``C(v) = d (A(c) v) / dc`` (``(n_dofs, n_quad)``, sparse):
+        ``coef[e, a, q] = sum_b local[e, a, b, q] v[dofs[b, e]]`` (``A^T`` with ``transpose``).
+
+        ``v`` may be ``(n_dofs,)`` or a stack ``(k, n_dofs)`` (then ``(n_elements, k * n_loc, n_qp)``);
+        feed it to :meth:`FunctionSpace.scatter_points` for ``C(v) M``, or contract it with a
+        dof vector ``w`` for ``w^T C(v)`` (the kappa-gradient of ``w^T A(kappa) v``).
+        """
+        vs = v.reshape(-1, v.shape[-1])
+        local = self.local.transpose(1, 2) if transpose else self.local
+        coef = torch.einsum("eabq,kbe->ekaq", local, vs[:, self.space.element_dofs])
+        return coef.reshape(coef.shape[0], -1, coef.shape[-1])
+
     def assemble(self, element: torch.Tensor) -> torch.Tensor:
         """CSR values (``pattern`` order) from element matrices ``(n_elements, n_loc, n_loc)``."""
         return element.new_zeros(self.pattern.nnz).index_add(0, self.slots, element.reshape(-1))

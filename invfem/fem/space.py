@@ -17,6 +17,7 @@ import torch
 from invfem.errors import ShapeError
 
 _ELEMENTS = {1: skfem.ElementTriP1, 2: skfem.ElementTriP2}
+_SCATTER_BYTES = 32 * 2 ** 20     # temporary of one batched product in FunctionSpace.scatter_points
 
 
 def unit_square(n: int, m: int | None = None) -> skfem.MeshTri:
@@ -114,6 +115,44 @@ class FunctionSpace:
         """Gradients at the quadrature points ``(n_quad, 2)`` of the nodal field ``u``."""
         self._check_nodal(u)
         return torch.einsum("ae,adeq->eqd", u[self.element_dofs], self.grad_phi).reshape(-1, 2)
+
+    def scatter_points(self, coef: torch.Tensor, rows: torch.Tensor, out: torch.Tensor | None = None,
+                       elements: slice | None = None) -> torch.Tensor:
+        """``out[k, dofs[a, e], :] += sum_q coef[e, k * n_loc + a, q] rows[e * n_qp + q, :]``.
+
+        The product ``C^T rows`` of a point-to-dof coupling ``C`` that lives on the elements
+        (``coef``: ``(n_elements, k * n_loc, n_qp)``, ``k`` couplings stacked) with a matrix of
+        per-point rows ``(n_quad, m)`` — e.g. ``C(u) J`` of the state sensitivity, with
+        ``C(u)[:, q] = (dA/dkappa_q) u``. One batched product over the elements and one
+        row-wise ``index_add``: ``O(n_quad m)`` work, no sparse-matrix kernel. ``elements``:
+        only those elements (``rows`` then holds just their points). Returns ``(k, n_dofs, m)``;
+        pass ``out`` (zeroed) to accumulate into a buffer.
+        """
+        elements = slice(0, self.n_elements) if elements is None else elements
+        n_loc, n_qp = self.element_dofs.shape[0], self.n_qp
+        coef = coef[elements]
+        n_elem, k, m = coef.shape[0], coef.shape[1] // n_loc, rows.shape[1]
+        if out is None:
+            out = rows.new_zeros(k, self.n_dofs, m)
+        rows = rows.reshape(n_elem, n_qp, m)
+        dofs = self.element_dofs[:, elements].T.to(rows.device)                 # (E, n_loc)
+        group = max(1, _SCATTER_BYTES // (8 * n_elem * n_loc * m))              # couplings per batched product
+        for k0 in range(0, k, group):
+            k1 = min(k, k0 + group)
+            local = torch.bmm(coef[:, k0 * n_loc:k1 * n_loc], rows)             # (E, (k1 - k0) n_loc, m)
+            shift = torch.arange(k0, k1, device=rows.device)[:, None] * self.n_dofs
+            index = (dofs[:, None, :] + shift[None]).reshape(-1)
+            out.view(k * self.n_dofs, m).index_add_(0, index, local.view(-1, m))
+        return out
+
+    def gather_points(self, coef: torch.Tensor, nodal: torch.Tensor) -> torch.Tensor:
+        """The transpose of :meth:`scatter_points` for one coupling: ``out[e * n_qp + q, :] =
+        sum_a coef[e, a, q] nodal[dofs[a, e], :]`` (``(n_quad, m)`` from nodal rows ``(n_dofs, m)``).
+
+        With ``coef[e, a, q] = phi_a(x_q)`` it interpolates nodal columns to the points.
+        """
+        local = nodal[self.element_dofs.T.to(nodal.device)]                    # (E, n_loc, m)
+        return torch.bmm(coef.transpose(1, 2), local).reshape(self.n_quad, nodal.shape[1])
 
     def integrate(self, values_q: torch.Tensor) -> torch.Tensor:
         """``sum_q w_q v_q``: the integral of a field given at the quadrature points."""

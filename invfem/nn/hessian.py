@@ -72,10 +72,14 @@ def mlp_jacobian_and_hessian(mlp: MLP, theta: torch.Tensor, points: torch.Tensor
 
 def network_terms(mlp: MLP, theta: torch.Tensor, points: torch.Tensor, g: torch.Tensor | None = None,
                   w: torch.Tensor | None = None, *, input_derivatives: bool = False,
-                  chunk: int = DEFAULT_CHUNK) -> NetworkTerms:
+                  chunk: int = DEFAULT_CHUNK, on_chunk=None, store: bool = True) -> NetworkTerms:
     """Closed-form ``J`` and weighted Hessian ``sum_q g_q Hess kappa_q + w_q J_q J_q^T`` (module doc).
 
-    ``g=None`` (and ``w=None``) skips the Hessian. Tensors follow ``theta``'s device and dtype.
+    ``g=None`` (and ``w=None``) skips the Hessian. ``on_chunk(sl, jac_rows, mixed_rows)`` is
+    called for every chunk of points ``sl`` with its rows of ``J`` (``(c, P)``) and of
+    ``mixed`` (``(c, P, n_in)`` or None), so a caller can consume ``J`` while it is in
+    cache; ``store=False`` then skips the ``(Q, P)`` arrays (``jac``, ``mixed`` come back None).
+    Tensors follow ``theta``'s device and dtype.
     """
     if not supports_fast_hessian(mlp):
         raise NotImplementedError(f"the closed-form network Hessian needs an invfem MLP with one output, got {mlp}")
@@ -90,11 +94,14 @@ def network_terms(mlp: MLP, theta: torch.Tensor, points: torch.Tensor, g: torch.
             raise ShapeError(f"{name} must have shape ({n_points},) (one value per point), got {tuple(v.shape)}")
     if g is None and w is not None:
         g = torch.zeros_like(w)
-    pass_ = _Pass(mlp, theta, n_points, want_hessian=g is not None, input_derivatives=input_derivatives)
+    pass_ = _Pass(mlp, theta, n_points, chunk, want_hessian=g is not None, input_derivatives=input_derivatives,
+                  store=store)
     points = points.to(device=theta.device, dtype=theta.dtype)
     for start in range(0, n_points, chunk):
         sl = slice(start, min(start + chunk, n_points))
-        pass_.chunk(points[sl], sl, None if g is None else g[sl], None if w is None else w[sl])
+        jac_rows, mixed_rows = pass_.chunk(points[sl], sl, None if g is None else g[sl], None if w is None else w[sl])
+        if on_chunk is not None:
+            on_chunk(sl, jac_rows, mixed_rows)
     return pass_.result()
 
 
@@ -105,7 +112,8 @@ class _Pass:
     weight matrix is then ONE matrix product with the contraction in the leading dimension.
     """
 
-    def __init__(self, mlp: MLP, theta: torch.Tensor, n_points: int, want_hessian: bool, input_derivatives: bool):
+    def __init__(self, mlp: MLP, theta: torch.Tensor, n_points: int, chunk: int, want_hessian: bool,
+                 input_derivatives: bool, store: bool):
         self.mlp, self.want_hessian, self.input_derivatives = mlp, want_hessian, input_derivatives
         self.layers = mlp.layers(theta)
         self.widths = widths = mlp.widths
@@ -116,17 +124,21 @@ class _Pass:
             pos += w.numel() + b.numel()
         self.n_params = pos
         self.like = theta
+        n_in, rows = widths[0], (n_points if store else min(chunk, n_points))
+        self.store = store
         self.kappa = theta.new_empty(n_points)
-        self.jac_t = theta.new_empty(pos, n_points)       # J^T: rows in the flat layout, points last
-        n_in = widths[0]
+        self.jac = theta.new_empty(rows, pos)            # J rows (all points, or one chunk's when not stored)
         if input_derivatives:
-            self.kappa_x_t = theta.new_empty(n_in, n_points)
-            self.mixed_t = theta.new_empty(pos, n_in, n_points)
-            self.input_hessian_t = theta.new_empty(n_in, n_in, n_points)
+            self.kappa_x = theta.new_empty(n_points, n_in)
+            self.mixed = theta.new_empty(rows, pos, n_in)
+            self.input_hessian = theta.new_empty(n_points, n_in, n_in)
         self.triu = [None] + [_triu_flat(widths[l], theta.device) for l in range(1, L + 1)]
         # GEMM outputs per block (l <= m), in their native layouts; permuted once in result()
         self.r1: dict[tuple[int, int], torch.Tensor] = {}
         self.r2: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _rows(self, sl: slice) -> slice:
+        return sl if self.store else slice(0, sl.stop - sl.start)
 
     # -- one chunk -------------------------------------------------------------------------
     def chunk(self, x, sl, g, w):
@@ -150,14 +162,16 @@ class _Pass:
         for l in range(L - 1, 0, -1):
             abar[l] = layers[l][0].T @ delta[l + 1]      # layers[l] = (W_{l+1}, b_{l+1})
             delta[l] = s1[l] * abar[l]
-        for l in range(1, L + 1):                        # J^T rows: W_l (i, j) = delta_l[i] a_{l-1}[j], then b_l
+        jac = self.jac[self._rows(sl)]
+        for l in range(1, L + 1):                        # J rows: W_l (i, j) = delta_l[i] a_{l-1}[j], then b_l
             n, k, off = widths[l], widths[l - 1], self.offsets[l - 1]
-            torch.mul(delta[l][:, None, :], acts[l - 1][None, :, :], out=self.jac_t[off:off + n * k, sl].view(n, k, c))
-            self.jac_t[off + n * k:off + n * k + n, sl] = delta[l]
+            torch.mul(delta[l].T[:, :, None], acts[l - 1].T[:, None, :], out=jac[:, off:off + n * k].view(c, n, k))
+            jac[:, off + n * k:off + n * k + n] = delta[l].T
+        mixed = self.mixed[self._rows(sl)] if self.input_derivatives else None
         if self.input_derivatives:
-            self.kappa_x_t[:, sl] = layers[0][0].T @ delta[1]
+            self.kappa_x[sl] = (layers[0][0].T @ delta[1]).T
         if not self.want_hessian:
-            return
+            return jac, mixed
         aug = [torch.cat([a, a.new_ones(1, c)]) for a in acts]     # a~_l  (n_l + 1, c)
         wdelta = [None] + [g * delta[l] for l in range(1, L + 1)]
         # pt[l][m] = P_{l,m} = M_{m,l}^T G_m  (n_l, n_m, c), m = l..L; pt[l][l] = G_l
@@ -189,9 +203,10 @@ class _Pass:
                     right = s1[l] if m - 1 == l else tt[m - 1][l].view(-1, c)
                     _accumulate(self.r2, (l, m), left, right)
         if self.input_derivatives:
-            self._input_terms(sl, c, aug, s1, wdelta, pt, tt)
+            self._input_terms(sl, mixed, c, aug, s1, wdelta, pt, tt)
+        return jac, mixed
 
-    def _input_terms(self, sl, c, aug, s1, wdelta, pt, tt):
+    def _input_terms(self, sl, out, c, aug, s1, wdelta, pt, tt):
         """Mixed theta/x and x/x second derivatives of the weighted loss (``kappa(theta, u_q)``)."""
         L, widths = self.n_layers, self.widths
         w1 = self.layers[0][0]
@@ -207,17 +222,16 @@ class _Pass:
                 da = torch.einsum("jiq,id->jdq", tt[l - 1][1], w1)
             mixed = gm.permute(1, 0, 2)[:, None, :, :] * aug[l - 1][None, :-1, None, :] \
                 + wdelta[l][:, None, None, :] * da[None, :, :, :]                          # (n, k, n_in, c)
-            self.mixed_t[off:off + n * k, :, sl] = mixed.reshape(n * k, n_in, c)
-            self.mixed_t[off + n * k:off + n * k + n, :, sl] = gm.transpose(0, 1)
-        self.input_hessian_t[:, :, sl] = torch.einsum("id,ijq,je->deq", w1, pt[1][1], w1)
+            out[:, off:off + n * k, :] = mixed.reshape(n * k, n_in, c).permute(2, 0, 1)
+            out[:, off + n * k:off + n * k + n, :] = gm.permute(2, 1, 0)
+        self.input_hessian[sl] = torch.einsum("id,ijq,je->qde", w1, pt[1][1], w1)
 
     # -- assembly of the flat matrix -------------------------------------------------------
     def result(self) -> NetworkTerms:
-        terms = NetworkTerms(kappa=self.kappa, jac=self.jac_t.T)
+        terms = NetworkTerms(kappa=self.kappa, jac=self.jac if self.store else None)
         if self.input_derivatives:
-            terms.kappa_x = self.kappa_x_t.T
-            terms.mixed = self.mixed_t.permute(2, 0, 1)
-            terms.input_hessian = self.input_hessian_t.permute(2, 0, 1)
+            terms.kappa_x, terms.input_hessian = self.kappa_x, self.input_hessian
+            terms.mixed = self.mixed if self.store else None
         if self.want_hessian:
             terms.hessian = self._assemble()
         return terms

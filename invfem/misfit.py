@@ -1,0 +1,33 @@
+"""Data misfits with their Hessians in closed form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(eq=False)
+class QuadraticMisfit:
+    """``m(u) = sum_i w_i (u_flat[index_i] - data_i)^2``: observations of entries of a state.
+
+    ``u`` may have any shape (a nodal vector, or a trajectory ``(n_steps + 1, n_dofs)``);
+    ``index`` are positions in its flattened form. ``weight`` is a number or one per
+    observation (``1 / (2 sigma^2)`` gives the usual ``(1/2) sum ((u - d) / sigma)^2``).
+    :meth:`hessian_apply` is ``Hess m`` on a batch of directions without autograd.
+    """
+
+    index: torch.Tensor
+    data: torch.Tensor
+    weight: torch.Tensor | float = 1.0
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return (self.weight * (u.reshape(-1)[self.index] - self.data) ** 2).sum()
+
+    def hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+        """``Hess m`` applied to ``directions`` of shape ``u.shape + (k,)`` (same shape back)."""
+        flat = directions.reshape(u.numel(), -1)
+        out = torch.zeros_like(flat)
+        weight = self.weight if not torch.is_tensor(self.weight) else self.weight[:, None]
+        out[self.index] = 2 * weight * flat[self.index]
+        return out.view(directions.shape)

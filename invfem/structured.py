@@ -1,0 +1,133 @@
+"""Exact Hessians by the structure of a loss, and the ONE place that picks the Hessian path.
+
+A loss built from a network coefficient, ``L(theta) = outer(kappa_theta(x_q))``, has the
+exact Hessian
+
+    H = J^T W J + N(g, w),    J = d kappa / d theta,  g = grad outer,  W = Hess outer,
+
+where ``N(g, w) = sum_q g_q Hess kappa_q + w_q J_q J_q^T`` (``w``: the part of ``W`` that is
+diagonal in the points) comes in closed form from :func:`invfem.nn.hessian.network_terms`
+at about ``2 P^2 Q`` flops, and ``J^T W J`` comes from the outer loss:
+
+* an outer loss with a ``linearize(kappa)`` method (the FEM losses of :mod:`invfem.fem`)
+  returns a :class:`Linearization` whose ``curvature(J)`` forms ``J^T W J`` in the cheapest
+  space it knows (state sensitivities ``S = du/dtheta`` by one multi-right-hand-side solve,
+  then dense products with the dofs as inner dimension; hIPPYlib's reduced Hessian);
+* any other outer loss gets :func:`generic_linearization`: ``min(P, Q)`` batched
+  Hessian-vector products of ``outer`` in coefficient space, then one product with ``J``.
+
+:func:`hessian_path` is where a problem's Hessian is chosen: its ``structure`` when the
+structure applies (an invfem :class:`~invfem.nn.MLP` with one output), else the generic
+batched Hessian of :func:`invfem.derivatives.hessian`. Nothing else picks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.func import grad, jvp, vmap
+
+from invfem.derivatives import hessian as generic_hessian
+from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
+
+HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
+
+
+@dataclass(frozen=True)
+class Linearization:
+    """An outer loss at one coefficient: what the structured Hessian needs from it.
+
+    ``gradient (Q,)``: ``grad outer``; ``pointwise (Q,)`` or None: the diagonal part of
+    ``Hess outer`` that the network pass folds in; ``curvature(J) -> (P, P)``: ``J^T W J``
+    for the rest of ``W = Hess outer``. A linearization that consumes ``J`` chunk by chunk
+    sets ``on_chunk(sl, jac_rows, mixed_rows)`` (then ``curvature`` gets ``None``: the full
+    ``(Q, P)`` Jacobian is never stored) and ``chunk_multiple`` (chunks hold whole elements).
+    """
+
+    gradient: torch.Tensor
+    curvature: Callable[[torch.Tensor | None], torch.Tensor]
+    pointwise: torch.Tensor | None = None
+    on_chunk: Callable | None = None
+    chunk_multiple: int = 1
+
+
+def linearize(outer, kappa: torch.Tensor) -> Linearization:
+    """``outer.linearize(kappa)`` where the outer loss has structure, else :func:`generic_linearization`."""
+    kappa = kappa.detach()
+    if hasattr(outer, "linearize"):
+        return outer.linearize(kappa)
+    return generic_linearization(outer, kappa)
+
+
+def generic_linearization(outer, kappa: torch.Tensor) -> Linearization:
+    """Gradient by reverse mode; ``J^T W J`` by ``min(P, Q)`` batched HVPs of ``outer`` in kappa.
+
+    ``P <= Q``: ``W J`` column by column (one batched HVP per column of J), then ``J^T (W J)``;
+    ``Q < P``: ``W`` itself from ``Q`` HVPs, then ``J^T W J``.
+    """
+    g = grad(outer)(kappa)
+
+    def hvp_rows(directions):           # rows (k, Q) -> rows of W applied to them
+        return vmap(lambda v: jvp(grad(outer), (kappa,), (v,))[1], chunk_size=HVP_CHUNK)(directions)
+
+    def curvature(jac):
+        n_points, n_params = jac.shape
+        if n_params <= n_points:
+            return hvp_rows(jac.T.contiguous()) @ jac
+        w = hvp_rows(torch.eye(n_points, dtype=kappa.dtype, device=kappa.device))
+        return jac.T @ (w @ jac)
+
+    return Linearization(gradient=g, curvature=curvature)
+
+
+@dataclass(frozen=True, eq=False)
+class CoefficientLoss:
+    """``loss(theta) = outer(mlp(theta, points))``: the network enters through kappa at fixed points.
+
+    Calling it evaluates the loss (a pure, ``torch.func``-safe function of ``theta``);
+    :meth:`hessian` is the exact Hessian ``N(g, w) + J^T W J`` (module docstring).
+    """
+
+    mlp: object
+    points: torch.Tensor
+    outer: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.mlp(theta, self.points))
+
+    @property
+    def supported(self) -> bool:
+        """Whether the closed-form network Hessian applies to ``mlp``."""
+        return supports_fast_hessian(self.mlp)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Exact ``(P, P)`` Hessian at ``theta``."""
+        theta = theta.detach()
+        lin = linearize(self.outer, self.mlp(theta, self.points))
+        chunk = max(1, DEFAULT_CHUNK // lin.chunk_multiple) * lin.chunk_multiple
+        terms = network_terms(self.mlp, theta, self.points, lin.gradient, lin.pointwise, chunk=chunk,
+                              on_chunk=lin.on_chunk, store=lin.on_chunk is None)
+        return terms.hessian.add_(lin.curvature(terms.jac))
+
+
+@dataclass(frozen=True)
+class HessianPath:
+    """The Hessian a problem uses: ``kind`` is ``"structured"`` or ``"generic"``."""
+
+    kind: str
+    function: Callable[[torch.Tensor], torch.Tensor]
+
+
+def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
+    """The ONE place that picks a problem's exact Hessian.
+
+    ``problem.structure`` (an object with ``hessian(theta)`` and ``supported``) when it
+    applies; otherwise the generic batched Hessian of ``problem.loss`` (``chunk_size``
+    directions per batch). Both are exact; the structured one is the fast one.
+    """
+    structure = getattr(problem, "structure", None)
+    if structure is not None and structure.supported:
+        return HessianPath("structured", structure.hessian)
+    return HessianPath("generic", lambda theta: generic_hessian(problem.loss, theta, chunk_size=chunk_size))
