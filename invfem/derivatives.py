@@ -105,26 +105,3 @@ def taylor_test(f: Loss, theta: torch.Tensor, direction: torch.Tensor, h0: float
     with np.errstate(divide="ignore", invalid="ignore"):
         rates = np.log(rem[:, 1:] / rem[:, :-1]) / np.log(factor)
     return TaylorResult(steps=steps, remainders=rem, rates=rates)
-
-
-def composite_hessian(outer: Loss, mlp, theta: torch.Tensor, points: torch.Tensor, chunk: int = 64,
-                      hvp_chunk: int | None = 256) -> torch.Tensor:
-    """Exact Hessian of ``theta -> outer(mlp(theta, points))`` by its structure.
-
-    With ``kappa = mlp(theta, points)``, ``J = d kappa / d theta`` and ``g = grad outer(kappa)``:
-
-        H = J^T (Hess outer) J + sum_q g_q Hess_theta kappa_q.
-
-    The first term takes one batched Hessian-vector product of ``outer`` in coefficient
-    space per column of ``J`` (so every sparse solve inside ``outer`` is a multi-RHS solve
-    on one cached factorization); the second is the weighted network Hessian from
-    :func:`invfem.nn.hessian.mlp_jacobian_and_hessian`, computed in GEMM form over chunks
-    of ``chunk`` points. Equals :func:`hessian` of the composed loss to round-off.
-    """
-    from invfem.nn.hessian import mlp_jacobian_and_hessian
-
-    kappa = mlp(theta, points).detach()
-    g = grad(outer)(kappa)
-    jac, network = mlp_jacobian_and_hessian(mlp, theta, points, g, chunk=chunk)
-    w_jac = vmap(lambda col: jvp(grad(outer), (kappa,), (col,))[1], chunk_size=hvp_chunk)(jac.T)
-    return w_jac @ jac + network

@@ -18,13 +18,3 @@ def noisy(values: torch.Tensor, level: float, rng: np.random.Generator) -> torch
     if level < 0:
         raise ConfigError(f"noise must be >= 0, got {level!r}")
     return values * (1.0 + level * torch.as_tensor(rng.uniform(-1.0, 1.0, tuple(values.shape))))
-
-
-def structured_hessian(mlp, outer, points):
-    """``theta -> exact Hessian`` of ``outer(mlp(theta, points))`` (None when the MLP has no fast path)."""
-    from invfem.derivatives import composite_hessian
-    from invfem.nn.hessian import supports_fast_hessian
-
-    if not supports_fast_hessian(mlp):
-        return None
-    return lambda theta: composite_hessian(outer, mlp, theta, points)

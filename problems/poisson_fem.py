@@ -32,12 +32,12 @@ def kappa_reference(points: torch.Tensor) -> torch.Tensor:
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 20, 20, 1),
-                 activation: str = "tanh", shift: float = 0.5, noise: float = 0.0,
+                 activation: str = "tanh", positivity: str | None = None, shift: float = 0.5, noise: float = 0.0,
                  observed: float = 1.0, data_seed: int = 0, backend: str = "superlu",
                  kappa_true=kappa_reference) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` sets the MLP initialisation.
 
-    Options: ``order`` (1 or 2), ``widths``/``activation``/``shift`` of the MLP, ``noise``
+    Options: ``order`` (1 or 2), ``widths``/``activation``/``positivity``/``shift`` of the MLP, ``noise``
     (relative uniform noise, ``u_obs * (1 + noise * U(-1, 1))``), ``observed`` (fraction of
     free dofs observed, chosen at random with ``data_seed``; 1.0 = full field), ``backend``
     of the sparse solver, ``kappa_true`` (a callable on ``(n, 2)`` points).
@@ -51,7 +51,7 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 2
     system = DirichletSystem.build(space, stiffness.pattern, backend=backend)
     load = load_vector(space, lambda x, y: torch.ones_like(x))
     points = space.quadrature_points
-    mlp = MLP(list(widths), activation=activation, shift=shift)
+    mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
 
     def solve(kappa_q: torch.Tensor) -> torch.Tensor:
         """FE solution on all dofs for a coefficient at the quadrature points."""

@@ -44,23 +44,103 @@ def test_bad_input_raises():
         mlp(mlp.init(0), torch.zeros(4, 3))
 
 
-@pytest.mark.parametrize("positivity", [None, "softplus", "exp", "square"])
-def test_fast_jacobian_and_weighted_hessian_match_torch_func(positivity):
-    from invfem.nn.hessian import mlp_jacobian_and_hessian
-
-    mlp = MLP([2, 5, 4, 3, 1], positivity=positivity, shift=0.5)
-    theta = mlp.init(1) * 1.5
-    x, g = torch.rand(37, 2), torch.randn(37)
-    jac, hess = mlp_jacobian_and_hessian(mlp, theta, x, g, chunk=10)
-    torch.testing.assert_close(jac, torch.func.jacrev(lambda t: mlp(t, x))(theta), rtol=1e-12, atol=1e-12)
-    ref = torch.func.hessian(lambda t: (g * mlp(t, x)).sum())(theta)
-    assert (hess - ref).abs().max() < 1e-12 * ref.abs().max()
+ARCHITECTURES = [
+    ([2, 5, 4, 3, 1], "tanh", None),
+    ([2, 5, 4, 3, 1], "tanh", "softplus"),
+    ([2, 6, 6, 1], "sigmoid", "exp"),
+    ([1, 4, 3, 1], "gelu", "square"),
+    ([3, 4, 1], "softplus", None),
+    ([2, 1], "tanh", "exp"),                 # no hidden layer
+]
 
 
-def test_fast_hessian_refuses_unsupported_networks():
-    from invfem.nn.hessian import mlp_jacobian_and_hessian, supports_fast_hessian
+def _blocks(mlp):
+    """(name, slice) of every weight and bias block in the flat layout."""
+    out, pos = [], 0
+    for i, (a, b) in enumerate(zip(mlp.widths[:-1], mlp.widths[1:])):
+        out += [(f"W{i + 1}", slice(pos, pos + a * b)), (f"b{i + 1}", slice(pos + a * b, pos + a * b + b))]
+        pos += a * b + b
+    return out
 
-    mlp = MLP([2, 3, 1], activation="sigmoid")
-    assert not supports_fast_hessian(mlp)
-    with pytest.raises(NotImplementedError, match="tanh"):
-        mlp_jacobian_and_hessian(mlp, mlp.init(0), torch.rand(4, 2), torch.ones(4))
+
+@pytest.mark.parametrize("widths,activation,positivity", ARCHITECTURES)
+def test_closed_form_jacobian_and_every_hessian_block_match_torch_func(widths, activation, positivity):
+    from invfem.nn.hessian import network_terms
+
+    mlp = MLP(widths, activation=activation, positivity=positivity, shift=0.5)
+    theta = mlp.init(1) * 1.5 + 0.1 * torch.randn(mlp.n_params)
+    x, g, w = torch.rand(37, widths[0]), torch.randn(37), torch.rand(37)
+    terms = network_terms(mlp, theta, x, g, w, chunk=10)      # several chunks, one partial
+    jac = torch.func.jacrev(lambda t: mlp(t, x))(theta)
+    assert (terms.jac - jac).abs().max() < 1e-12 * max(1.0, float(jac.abs().max()))
+    torch.testing.assert_close(terms.kappa, mlp(theta, x), rtol=1e-14, atol=1e-14)
+    ref = torch.func.hessian(lambda t: (g * mlp(t, x)).sum())(theta) + jac.T @ (w[:, None] * jac)
+    scale = float(ref.abs().max())
+    for name_r, rows in _blocks(mlp):
+        for name_c, cols in _blocks(mlp):
+            err = float((terms.hessian[rows, cols] - ref[rows, cols]).abs().max())
+            assert err < 1e-12 * scale, f"block ({name_r}, {name_c}): {err:.2e}"
+    assert float((terms.hessian - terms.hessian.T).abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("widths,activation,positivity", ARCHITECTURES[:4])
+def test_input_derivatives_match_torch_func(widths, activation, positivity):
+    """kappa(theta, x): kappa_x, the mixed d/dx of the weighted gradient and the x-x curvature."""
+    from invfem.nn.hessian import network_terms
+
+    mlp = MLP(widths, activation=activation, positivity=positivity, shift=0.5)
+    theta = mlp.init(2) + 0.1 * torch.randn(mlp.n_params)
+    x, g, w = torch.rand(23, widths[0]), torch.randn(23), torch.rand(23)
+    terms = network_terms(mlp, theta, x, g, w, input_derivatives=True, chunk=8)
+    k0 = mlp(theta, x)
+
+    def point_loss(t, xq, gq, wq, k0q):     # g kappa + w/2 (kappa - kappa0)^2: gradient g J, curvature g H + w J J^T
+        k = mlp(t, xq[None])[0]
+        return gq * k + 0.5 * wq * (k - k0q) ** 2
+
+    kx = torch.func.vmap(torch.func.jacrev(lambda xq: mlp(theta, xq[None])[0]))(x)
+    mixed = torch.func.vmap(torch.func.jacfwd(torch.func.grad(point_loss, 0), 1), in_dims=(None, 0, 0, 0, 0))(
+        theta, x, g, w, k0)
+    xx = torch.func.vmap(torch.func.hessian(point_loss, 1), in_dims=(None, 0, 0, 0, 0))(theta, x, g, w, k0)
+    torch.testing.assert_close(terms.kappa_x, kx, rtol=1e-12, atol=1e-12)
+    assert (terms.mixed - mixed).abs().max() < 1e-12 * mixed.abs().max()
+    assert (terms.input_hessian - xx).abs().max() < 1e-12 * xx.abs().max()
+
+
+def test_streamed_jacobian_equals_stored():
+    from invfem.nn.hessian import network_terms
+
+    mlp = MLP([2, 6, 5, 1])
+    theta, x = mlp.init(0), torch.rand(29, 2)
+    stored = network_terms(mlp, theta, x, torch.ones(29), chunk=7)
+    seen = torch.zeros(29, mlp.n_params)
+
+    def on_chunk(sl, rows, mixed):
+        assert mixed is None and rows.shape == (sl.stop - sl.start, mlp.n_params)
+        seen[sl] = rows
+
+    streamed = network_terms(mlp, theta, x, torch.ones(29), chunk=7, on_chunk=on_chunk, store=False)
+    assert streamed.jac is None
+    torch.testing.assert_close(seen, stored.jac, rtol=0, atol=0)
+    torch.testing.assert_close(streamed.hessian, stored.hessian, rtol=0, atol=0)
+
+
+def test_softplus_derivatives_follow_torch_above_its_threshold():
+    """torch's softplus is the identity above 20: its derivatives there are 1 and 0."""
+    from invfem.nn.mlp import ACTIVATIONS
+
+    z = torch.tensor([-3.0, 0.5, 19.0, 21.0, 40.0])
+    d1, d2 = ACTIVATIONS["softplus"].derivatives(z)
+    ref1 = torch.func.vmap(torch.func.grad(torch.nn.functional.softplus))(z)
+    ref2 = torch.func.vmap(torch.func.grad(torch.func.grad(torch.nn.functional.softplus)))(z)
+    torch.testing.assert_close(d1, ref1, rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(d2, ref2, rtol=1e-14, atol=1e-15)
+
+
+def test_closed_form_refuses_multi_output_networks():
+    from invfem.nn.hessian import network_terms, supports_fast_hessian
+
+    mlp = MLP([2, 3, 2])
+    assert not supports_fast_hessian(mlp) and supports_fast_hessian(MLP([2, 3, 1], activation="sigmoid"))
+    with pytest.raises(NotImplementedError, match="one output"):
+        network_terms(mlp, mlp.init(0), torch.rand(4, 2), torch.ones(4))

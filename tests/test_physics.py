@@ -139,9 +139,9 @@ def test_full_hessian_matches_dense_reference(name):
     assert float(reference(theta)) == pytest.approx(float(p.loss(theta)), rel=1e-10)
     h_ref = torch.autograd.functional.hessian(reference, theta)
     scale = h_ref.abs().max()
-    candidates = {"generic": hessian(p.loss, theta), "torch.func.hessian": torch.func.hessian(p.loss)(theta)}
-    if p.hessian is not None:
-        candidates["structured"] = p.hessian(theta)
+    candidates = {"generic": hessian(p.loss, theta), "torch.func.hessian": torch.func.hessian(p.loss)(theta),
+                  "structured": p.hessian(theta)}
+    assert p.hessian_kind == "structured"
     for label, h in candidates.items():
         assert float((h - h_ref).abs().max() / scale) < 1e-7, label
         assert symmetry_error(h) < 1e-12, label

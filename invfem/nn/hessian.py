@@ -247,6 +247,8 @@ class _Pass:
                 full = r1.new_empty(n_l * n_l, k_l + 1, k_m + 1)
                 full[self.triu[l]] = packed
                 full[_transposed_index(self.triu[l], n_l)] = packed.transpose(1, 2)
+                diagonal = torch.arange(n_l, device=r1.device) * (n_l + 1)          # i = i': symmetric in (j, j')
+                full[diagonal] = 0.5 * (full[diagonal] + full[diagonal].transpose(1, 2))
                 r1 = full
             block = r1.view(n_l, n_m, k_l + 1, k_m + 1).permute(0, 2, 1, 3).clone()          # [i, j, i', j']
             if m == l + 1:      # adjacent layers: r2[(j, i'), i] holds only the entries j' = i
