@@ -241,7 +241,7 @@ def test_bounds_accept_scipy_bounds_and_start_on_a_bound():
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method,options", [("adam", {"lr": 0.05, "maxiter": 3000, "gtol": 1e-6}),
-                                            ("bfgs", None), ("l-bfgs-b", None)])
+                                            ("bfgs", None), ("scipy-bfgs", None), ("l-bfgs-b", None)])
 def test_baselines_converge_with_history(method, options):
     def quad(x):
         return torch.sum(torch.arange(1, 5) * (x - 1.0) ** 2)
@@ -281,7 +281,9 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="hess must be callable"):
         minimize(rosenbrock, x0, hess=torch.eye(2))
     assert set(METHODS) == {"trust-exact", "trust-ncg", "trust-krylov", "trust-reflective", "newton-damped",
-                            "newton-exact", "saddle-free-newton", "adam", "bfgs", "l-bfgs-b"}
+                            "newton-exact", "saddle-free-newton", "adam", "bfgs", "scipy-bfgs", "l-bfgs-b"}
+    with pytest.raises(ConfigError, match="c1 < c2"):
+        minimize(rosenbrock, x0, method="bfgs", options={"c1": 0.95})
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -292,3 +294,62 @@ def test_every_method_returns_plain_json_history(method):
     text = json.dumps(res.history)            # plain Python types only (results.json)
     assert json.loads(text)[0]["f"] == pytest.approx(24.2)
     assert res.nit == len(res.history) - 1 <= 5 and res.method == method
+
+
+# ---------------------------------------------------------------------------------------
+# invfem's O(n^2) BFGS
+# ---------------------------------------------------------------------------------------
+
+def _scipy_bfgs_iterates(tf):
+    def fg(x):
+        f, g = value_and_grad(tf.fun, torch.as_tensor(x))
+        return float(f), g.numpy()
+
+    ref = scipy.optimize.minimize(fg, tf.start().numpy(), jac=True, method="BFGS",
+                                  options={"gtol": 1e-8, "return_all": True})
+    return ref.allvecs[1:]
+
+
+@pytest.mark.parametrize("tf", CLASSICAL, ids=[t.name for t in CLASSICAL])
+def test_bfgs_iterates_equal_scipy_and_converge(tf):
+    iterates = []
+    res = minimize(tf.fun, tf.start(), method="bfgs", callback=lambda state: iterates.append(state["x"]) and False)
+    ref = _scipy_bfgs_iterates(tf)
+    n_check = 5 if tf.name == "rosenbrock-2" else 3
+    for k, (ours, theirs) in enumerate(zip(iterates[:n_check], ref[:n_check])):
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=0, atol=1e-10 * (1 + np.abs(theirs).max()),
+                                   err_msg=f"iterate {k + 1}")
+    target = [tf.f_min] + ([OTHER_MINIMA[tf.name]] if tf.name in OTHER_MINIMA else [])
+    assert min(abs(res.fun - t) for t in target) < 1e-7 * (1 + abs(tf.f_min)), res.message
+    assert float(torch.linalg.norm(res.jac)) < 1e-6
+
+
+def test_bfgs_inverse_update_equals_the_product_form():
+    from invfem.optim.bfgs import _update
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 7))
+    inv_h = np.linalg.inv(a @ a.T + 7 * np.eye(7))
+    s, y = rng.standard_normal(7), rng.standard_normal(7)
+    y += 2 * s                                  # y^T s > 0
+    rho = 1 / (y @ s)
+    eye = np.eye(7)
+    expected = (eye - rho * np.outer(s, y)) @ inv_h @ (eye - rho * np.outer(y, s)) + rho * np.outer(s, s)
+    _update(inv_h, s, y)
+    np.testing.assert_allclose(inv_h, expected, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(inv_h @ y, s, rtol=1e-12)       # the secant equation H+ y = s
+
+
+def test_bfgs_rejects_non_finite_trials():
+    """The first line-search trial lands beyond log's barrier (NaN): the step shrinks, the run goes on."""
+    trials = []
+
+    def barrier(x):
+        trials.append(float(x[0].detach()))
+        return -torch.log(0.5 - x[0]) + (x[0] - 5) ** 2
+
+    res = minimize(barrier, torch.zeros(1), method="bfgs", options={"gtol": 1e-6})
+    assert any(t >= 0.5 for t in trials)           # a non-finite trial happened
+    assert res.success and all(math.isfinite(h["f"]) for h in res.history)
+    x_star = (11 - math.sqrt(121 - 32)) / 4        # 1/(0.5 - x) = 2 (5 - x)
+    assert res.x.item() == pytest.approx(x_star, abs=1e-7)

@@ -1,10 +1,10 @@
 """Optimizers on a flat parameter vector: one ``minimize`` API, one trust-region loop, full histories."""
 
 from invfem.optim.api import METHODS, OptimizeResult, minimize
-from invfem.optim.options import (PRESETS, AdamOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions, ReflectiveOptions,
+from invfem.optim.options import (PRESETS, AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions, ReflectiveOptions,
                                   ScipyOptions, TrustExactOptions, TrustRegionOptions)
 from invfem.optim.subproblems import eigen_trust_region, gltr, more_sorensen, steihaug_cg
 
-__all__ = ["METHODS", "OptimizeResult", "minimize", "PRESETS", "AdamOptions", "ExactNewtonOptions", "KrylovOptions", "NewtonOptions",
+__all__ = ["METHODS", "OptimizeResult", "minimize", "PRESETS", "AdamOptions", "BfgsOptions", "ExactNewtonOptions", "KrylovOptions", "NewtonOptions",
            "ReflectiveOptions", "ScipyOptions", "TrustExactOptions", "TrustRegionOptions", "eigen_trust_region",
            "gltr", "more_sorensen", "steihaug_cg"]

@@ -16,7 +16,8 @@ import torch
 
 from invfem.errors import ConfigError, ShapeError
 from invfem.optim import baselines, steps
-from invfem.optim.options import (AdamOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions, ReflectiveOptions, ScipyOptions,
+from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
+from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions, ReflectiveOptions, ScipyOptions,
                                   TrustExactOptions, parse_options)
 from invfem.optim.oracle import Oracle
 from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, trust_region
@@ -48,11 +49,13 @@ METHODS = {
     "newton-exact": Method(ExactNewtonOptions, steps.ExactNewtonModel, newton=True, derivatives="hessian"),
     "saddle-free-newton": Method(NewtonOptions, steps.SaddleFreeModel, newton=True, derivatives="hessian"),
     "adam": Method(AdamOptions, runner=baselines.adam),
-    "bfgs": Method(ScipyOptions, runner=baselines.scipy_method("BFGS")),
+    "bfgs": Method(BfgsOptions, runner=bfgs),
+    "scipy-bfgs": Method(ScipyOptions, runner=baselines.scipy_method("BFGS")),
     "l-bfgs-b": Method(ScipyOptions, runner=baselines.scipy_method("L-BFGS-B"), bounds=True),
 }
 
-_EXTRA_STATUS = {4: "non-finite loss", 5: "the scipy method stopped early"}
+_EXTRA_STATUS = {4: "non-finite loss", 5: "the scipy method stopped early",
+                 STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)"}
 
 
 def _bounds(bounds, n):
@@ -108,7 +111,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     """Minimise ``fun`` (flat float64 tensor -> 0-d tensor) from ``x0``.
 
     ``method``: one of ``METHODS`` (trust-exact, trust-ncg, trust-krylov, trust-reflective,
-    newton-damped, newton-exact, saddle-free-newton, adam, bfgs, l-bfgs-b).  ``bounds``:
+    newton-damped, newton-exact, saddle-free-newton, adam, bfgs (invfem's O(n^2) BFGS),
+    scipy-bfgs, l-bfgs-b).  ``bounds``:
     ``(lower, upper)`` (tensors, arrays or scalars; +-inf allowed) or
     ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them (x0 must lie
     inside; trust-reflective keeps iterates strictly feasible and moves entries of x0 lying
@@ -121,7 +125,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
 
     Returns an :class:`OptimizeResult`: ``x`` and ``jac`` as tensors, ``fun``, ``nit``,
     ``nfev``, ``njev``, ``nhev``, ``status`` (0 converged, 1 maxiter, 2 callback, 3 radius
-    collapsed, 4 non-finite loss, 5 scipy stopped), ``message``, ``success``, ``history``.
+    collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed), ``message``,
+    ``success``, ``history``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid: {sorted(METHODS)}")

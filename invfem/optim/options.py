@@ -193,6 +193,30 @@ class ScipyOptions:
         _positive("gtol", self.gtol)
 
 
+@dataclass(frozen=True)
+class BfgsOptions:
+    """``bfgs``: invfem's O(n^2) BFGS (strong Wolfe line search ``c1``, ``c2`` as scipy's).
+
+    Stops when ||g|| <= ``gtol`` (0: never on the gradient), after ``maxiter`` iterations, or
+    when a step is shorter than ``xrtol (xrtol + ||x||)``.
+    """
+
+    maxiter: int = 1000
+    gtol: float = 1e-8
+    c1: float = 1e-4
+    c2: float = 0.9
+    xrtol: float = 0.0
+
+    def __post_init__(self):
+        _count("maxiter", self.maxiter)
+        if not self.gtol >= 0 or math.isinf(self.gtol):
+            raise ConfigError(f"option gtol must be a finite number >= 0, got {self.gtol!r}")
+        if not 0 < self.c1 < self.c2 < 1:
+            raise ConfigError(f"options must satisfy 0 < c1 < c2 < 1, got c1={self.c1!r}, c2={self.c2!r}")
+        if not self.xrtol >= 0:
+            raise ConfigError(f"option xrtol must be >= 0, got {self.xrtol!r}")
+
+
 #: Named presets: ``options="reference-001"`` (or ``{"preset": "reference-001", ...}``).
 PRESETS = {
     "trust-ncg": {
