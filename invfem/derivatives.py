@@ -52,7 +52,7 @@ def hessian(f: Loss, theta: torch.Tensor, chunk_size: int | None = None) -> torc
     """
     if theta.ndim != 1:
         raise ShapeError(f"theta must be a flat vector, got shape {tuple(theta.shape)}")
-    eye = torch.eye(theta.shape[0], dtype=theta.dtype)
+    eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
     return vmap(lambda v: hvp(f, theta, v), chunk_size=chunk_size)(eye)
 
 

@@ -17,4 +17,13 @@ def noisy(values: torch.Tensor, level: float, rng: np.random.Generator) -> torch
     """``values * (1 + level * U(-1, 1))``: the relative uniform noise of reference 000."""
     if level < 0:
         raise ConfigError(f"noise must be >= 0, got {level!r}")
-    return values * (1.0 + level * torch.as_tensor(rng.uniform(-1.0, 1.0, tuple(values.shape))))
+    return values * (1.0 + level * values.new_tensor(rng.uniform(-1.0, 1.0, tuple(values.shape))))
+
+
+def observed_dofs(space, fraction: float, rng: np.random.Generator) -> torch.Tensor:
+    """A sorted random ``fraction`` of the free dofs (at least one; all of them for 1.0), on the space's device."""
+    check_fraction("observed", fraction, allow_zero=False)
+    free = space.free_dofs
+    n_obs = max(1, int(round(fraction * free.size)))
+    chosen = np.sort(rng.choice(free, n_obs, replace=False)) if n_obs < free.size else free
+    return torch.as_tensor(chosen, device=space.device)

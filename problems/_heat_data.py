@@ -26,12 +26,13 @@ def snapshots(stepper: HeatStepper, kappa_true, u0, snapshots_given, observe, no
     if snapshots_given is not None:
         times, values = snapshots_given
         steps = check_snapshot_times(times, stepper.dt, stepper.n_steps, every_step)
-        values = torch.as_tensor(values, dtype=torch.float64)
+        values = torch.as_tensor(values, dtype=torch.float64, device=space.device)
         if values.shape != (steps.numel(), space.n_dofs):
             raise ShapeError(f"snapshot values must have shape ({steps.numel()}, {space.n_dofs}) (one row per time), "
                              f"got {tuple(values.shape)}")
-        return steps, values
+        return steps.to(space.device), values
     steps = torch.arange(stepper.n_steps + 1) if every_step else torch.arange(observe, stepper.n_steps + 1, observe)
+    steps = steps.to(space.device)
     with torch.no_grad():
         states = stepper.trajectory(kappa_true(space.quadrature_points), u0)[steps]
     return steps, noisy(states, noise, np.random.default_rng(data_seed))

@@ -28,10 +28,10 @@ from problems.poisson_fem import kappa_reference
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01, n_steps: int = 20,
                  scheme: str = "backward-euler", observe_every: int = 1, widths=(2, 20, 20, 20, 1),
                  activation="tanh", positivity=None, shift: float = 0.5, f: float = 1.0, noise: float = 0.0,
-                 data_seed: int = 0, snapshots_given=None, backend: str = "superlu",
-                 kappa_true=kappa_reference) -> Problem:
+                 data_seed: int = 0, snapshots_given=None, backend: str = "auto",
+                 kappa_true=kappa_reference, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` initialises the MLP."""
-    space = FunctionSpace(unit_square(n), order)
+    space = FunctionSpace(unit_square(n), order, device=device)
     stepper = HeatStepper(space, dt, n_steps, scheme=scheme, f=f, backend=backend)
     u0 = initial_state(space)
     steps, observed = snapshots(stepper, kappa_true, u0, snapshots_given, observe_every, noise, data_seed,
@@ -45,7 +45,7 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01
     loss = CoefficientLoss(mlp, points, outer)
 
     return Problem(
-        name="heat_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
+        name="heat_fem", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
         info={"n": n, "order": order, "dt": dt, "n_steps": n_steps, "scheme": scheme, "n_dofs": space.n_dofs,
               "n_quad": space.n_quad, "n_params": mlp.n_params, "observed_steps": steps, "noise": noise,
               "stepper": stepper, "solver": stepper.system.solver, "space": space, "u0": u0},

@@ -27,9 +27,9 @@ from problems.poisson_fem import kappa_reference
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01, n_steps: int = 20,
                  scheme: str = "backward-euler", widths=(2, 20, 20, 20, 1), activation="tanh", positivity=None,
                  shift: float = 0.5, f: float = 1.0, noise: float = 0.0, data_seed: int = 0, snapshots_given=None,
-                 backend: str = "superlu", kappa_true=kappa_reference) -> Problem:
+                 backend: str = "auto", kappa_true=kappa_reference, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` initialises the MLP."""
-    space = FunctionSpace(unit_square(n), order)
+    space = FunctionSpace(unit_square(n), order, device=device)
     stepper = HeatStepper(space, dt, n_steps, scheme=scheme, f=f, backend=backend)
     _, states = snapshots(stepper, kappa_true, initial_state(space), snapshots_given, 1, noise, data_seed,
                           every_step=True)
@@ -40,7 +40,7 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01
     loss = CoefficientLoss(mlp, points, outer)
 
     return Problem(
-        name="heat_residual", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
+        name="heat_residual", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true,
         residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1), structure=loss,
         info={"n": n, "order": order, "dt": dt, "n_steps": n_steps, "scheme": scheme, "n_dofs": space.n_dofs,
               "n_quad": space.n_quad, "n_params": mlp.n_params, "noise": noise, "snapshots": states, "space": space},

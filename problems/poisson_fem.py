@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from invfem.errors import ConfigError
 from invfem.fem import DirichletSystem, FunctionSpace, load_vector, stiffness_map, unit_square
 from invfem.fem.stationary import LinearStateLoss
 from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
+from problems._common import noisy, observed_dofs
 
 
 def kappa_reference(points: torch.Tensor) -> torch.Tensor:
@@ -33,20 +33,17 @@ def kappa_reference(points: torch.Tensor) -> torch.Tensor:
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 20, 20, 1),
                  activation: str = "tanh", positivity: str | None = None, shift: float = 0.5, noise: float = 0.0,
-                 observed: float = 1.0, data_seed: int = 0, backend: str = "superlu",
-                 kappa_true=kappa_reference) -> Problem:
+                 observed: float = 1.0, data_seed: int = 0, backend: str = "auto",
+                 kappa_true=kappa_reference, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` sets the MLP initialisation.
 
     Options: ``order`` (1 or 2), ``widths``/``activation``/``positivity``/``shift`` of the MLP, ``noise``
     (relative uniform noise, ``u_obs * (1 + noise * U(-1, 1))``), ``observed`` (fraction of
     free dofs observed, chosen at random with ``data_seed``; 1.0 = full field), ``backend``
-    of the sparse solver, ``kappa_true`` (a callable on ``(n, 2)`` points).
+    of the sparse solver, ``kappa_true`` (a callable on ``(n, 2)`` points), ``device`` of
+    every tensor (``"cuda"``: network, Hessian and dense algebra on the GPU).
     """
-    if not 0.0 < observed <= 1.0:
-        raise ConfigError(f"observed must be a fraction in (0, 1], got {observed}")
-    if noise < 0:
-        raise ConfigError(f"noise must be >= 0, got {noise}")
-    space = FunctionSpace(unit_square(n), order)
+    space = FunctionSpace(unit_square(n), order, device=device)
     stiffness = stiffness_map(space)
     system = DirichletSystem.build(space, stiffness.pattern, backend=backend)
     load = load_vector(space, lambda x, y: torch.ones_like(x))
@@ -58,16 +55,14 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 2
         return system.solve(stiffness.values(kappa_q), load)
 
     rng = np.random.default_rng(data_seed)
-    free = space.free_dofs
-    n_obs = max(1, int(round(observed * free.size)))
-    obs = torch.as_tensor(np.sort(rng.choice(free, n_obs, replace=False)) if n_obs < free.size else free)
-    u_true = solve(kappa_true(points))[obs]
-    u_obs = u_true * (1.0 + noise * torch.as_tensor(rng.uniform(-1.0, 1.0, n_obs)))
+    obs = observed_dofs(space, observed, rng)
+    n_obs = obs.numel()
+    u_obs = noisy(solve(kappa_true(points))[obs], noise, rng)
 
     loss = CoefficientLoss(mlp, points, LinearStateLoss(system, stiffness, load, QuadraticMisfit(obs, u_obs)))
 
     return Problem(
-        name="poisson_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
+        name="poisson_fem", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free,
               "n_elements": space.n_elements, "n_quad": space.n_quad, "n_params": mlp.n_params,
               "n_observed": n_obs, "noise": noise, "observed_dofs": obs, "u_obs": u_obs, "solver": system.solver, "space": space, "solve": solve},

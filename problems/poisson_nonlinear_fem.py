@@ -21,31 +21,29 @@ from invfem.fem.nonlinear import NewtonStateLoss, NonlinearPoisson
 from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
-from problems._common import check_fraction, noisy
+from problems._common import noisy, observed_dofs
 from problems.poisson_residual import kappa_default
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 20, 20, 1), activation="tanh",
                  positivity="softplus", shift: float = 0.5, f: float = 10.0, noise: float = 0.0,
                  observed: float = 1.0, data_seed: int = 0, newton_rtol: float = 1e-12, newton_maxiter: int = 30,
-                 backend: str = "superlu", kappa_true=kappa_default) -> Problem:
+                 backend: str = "auto", kappa_true=kappa_default, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` initialises the MLP."""
-    check_fraction("observed", observed, allow_zero=False)
-    space = FunctionSpace(unit_square(n), order)
+    space = FunctionSpace(unit_square(n), order, device=device)
     pde = NonlinearPoisson(space, lambda x, y: f * torch.ones_like(x), backend=backend, rtol=newton_rtol,
                            maxiter=newton_maxiter)
     u_true, _ = pde.newton(kappa_true)
     rng = np.random.default_rng(data_seed)
-    free = space.free_dofs
-    n_obs = max(1, int(round(observed * free.size)))
-    obs = torch.as_tensor(np.sort(rng.choice(free, n_obs, replace=False)) if n_obs < free.size else free)
+    obs = observed_dofs(space, observed, rng)
+    n_obs = obs.numel()
     u_obs = noisy(u_true[obs], noise, rng)
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
 
     loss = NewtonStateLoss(pde, mlp, QuadraticMisfit(obs, u_obs))
 
     return Problem(
-        name="poisson_nonlinear_fem", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
+        name="poisson_nonlinear_fem", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true,
         structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
               "n_params": mlp.n_params, "n_observed": n_obs, "noise": noise, "u_obs": u_obs, "observed_dofs": obs,

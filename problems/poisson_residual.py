@@ -33,14 +33,14 @@ def kappa_default(u: torch.Tensor) -> torch.Tensor:
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 20, 20, 1), activation="tanh",
                  positivity=None, shift: float = 0.5, f: float = 10.0, noise: float = 0.1, data_seed: int = 0,
-                 backend: str = "superlu", kappa_true=kappa_default) -> Problem:
+                 backend: str = "auto", kappa_true=kappa_default, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` initialises the MLP, ``data_seed`` the noise."""
-    space = FunctionSpace(unit_square(n), order)
+    space = FunctionSpace(unit_square(n), order, device=device)
     pde = NonlinearPoisson(space, lambda x, y: f * torch.ones_like(x), backend=backend)
     u_true, _ = pde.newton(kappa_true)
     rng = np.random.default_rng(data_seed)
     u_obs = noisy(u_true, noise, rng)
-    f_obs = noisy(torch.full((space.n_quad,), float(f)), noise, rng)
+    f_obs = noisy(torch.full((space.n_quad,), float(f), device=space.device), noise, rng)
     load = load_vector(space, f_obs)[space.free_index]
     u_points = space.interpolate(u_obs)[:, None]
     mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
@@ -48,7 +48,7 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 2
     loss = CoefficientLoss(mlp, u_points, outer)
 
     return Problem(
-        name="poisson_residual", theta0=mlp.init(seed), loss=loss, kappa=mlp, kappa_true=kappa_true,
+        name="poisson_residual", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true,
         residual=lambda theta: outer.residuals(mlp(theta, u_points)).reshape(-1), structure=loss,
         info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
               "n_params": mlp.n_params, "noise": noise, "u_obs": u_obs, "u_true": u_true, "space": space},

@@ -15,7 +15,9 @@ class ExperimentConfig:
     """One study: a problem, a training method, the seeds, and where results go.
 
     YAML keys are the field names; unknown keys are an error. ``output`` is relative to
-    the current directory.
+    the current directory. ``device`` (``cpu``, ``cuda``, ``cuda:1``, ...) is where the
+    problem's tensors live: with ``cuda`` the network, its Hessian, the dense algebra and the
+    trust-region subproblem run on the GPU (sparse factorizations as the solver backend decides).
     """
 
     problem: str
@@ -25,6 +27,7 @@ class ExperimentConfig:
     seeds: tuple[int, ...] = (0,)
     hessian_at_start: bool = True
     hessian_chunk: int | None = None
+    device: str | None = None
     output: str = "results"
 
     def __post_init__(self):
@@ -42,6 +45,21 @@ class ExperimentConfig:
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; valid: {sorted(METHODS)}")
         parse_options(self.method, METHODS[self.method].options, self.options)  # fail before any work
+        if self.device is not None:
+            check_device(self.device)
+
+
+def check_device(device) -> "torch.device":
+    """``torch.device(device)``, or ConfigError naming it when it is malformed or not available here."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...): {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
 
 
 def load_config(path: str | Path, **overrides) -> ExperimentConfig:

@@ -29,7 +29,7 @@ def load_problem(name: str, seed: int = 0, **options) -> Problem:
 
 def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
     """Eigenvalues and the sign counts of reference 000 (|lambda| above 1e-6 lambda_max)."""
-    eig = np.linalg.eigvalsh(0.5 * (h + h.T).numpy())
+    eig = np.linalg.eigvalsh(0.5 * (h + h.T).cpu().numpy())
     cut = rel_threshold * np.abs(eig).max()
     return {"eigenvalues": eig.tolist(), "n_positive": int((eig > cut).sum()), "n_negative": int((eig < -cut).sum()),
             "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "symmetry_error": symmetry_error(h)}
@@ -41,7 +41,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in config.seeds:
-        problem = load_problem(config.problem, seed=seed, **config.problem_options)
+        device = {} if config.device is None else {"device": config.device}
+        problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
         f0, g0 = value_and_grad(problem.loss, problem.theta0)
         record = {"seed": seed, "loss0": float(f0), "gnorm0": float(torch.linalg.norm(g0))}
         exact_hessian = hessian_path(problem, chunk_size=config.hessian_chunk)
@@ -61,7 +62,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message})")
         record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
                        "message": result.message, "history": result.history})
-        torch.save(result.x, out / f"theta_seed{seed}.pt")
+        torch.save(result.x.cpu(), out / f"theta_seed{seed}.pt")
         runs.append(record)
     results = {"config": asdict(config), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -34,7 +34,7 @@ class HeatStepper:
     """
 
     def __init__(self, space: FunctionSpace, dt: float, n_steps: int, scheme: str = "backward-euler", f=None,
-                 backend="superlu"):
+                 backend="auto"):
         if scheme not in SCHEMES:
             raise ConfigError(f"unknown scheme {scheme!r}; valid: {sorted(SCHEMES)}")
         if not dt > 0:
@@ -47,7 +47,7 @@ class HeatStepper:
         mass = mass_map(space)
         if not torch.equal(torch.as_tensor(mass.pattern.indices), torch.as_tensor(self.stiffness.pattern.indices)):
             raise AssertionError("mass and stiffness patterns differ")
-        self.mass_values = mass.values(torch.ones(space.n_quad, dtype=torch.float64))
+        self.mass_values = mass.values(torch.ones(space.n_quad, dtype=torch.float64, device=space.device))
         self.system = DirichletSystem.build(space, self.stiffness.pattern, backend=backend)
         self.times = torch.arange(n_steps + 1, dtype=torch.float64) * self.dt
         self.loads = self._loads(f)                                  # (n_steps + 1, n_free)
@@ -55,7 +55,7 @@ class HeatStepper:
     def _loads(self, f):
         free = self.space.free_index
         if f is None:
-            return torch.zeros(self.n_steps + 1, self.space.n_free, dtype=torch.float64)
+            return torch.zeros(self.n_steps + 1, self.space.n_free, dtype=torch.float64, device=self.space.device)
         if not callable(f):
             value = float(f)
             load = load_vector(self.space, lambda x, y: value * torch.ones_like(x))[free]

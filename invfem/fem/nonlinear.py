@@ -49,7 +49,7 @@ class NonlinearPoisson:
     after ``maxiter`` iterations, or on a non-finite residual, it raises ConvergenceError.
     """
 
-    def __init__(self, space: FunctionSpace, f, backend="superlu", rtol=1e-12, atol=1e-13, maxiter=30):
+    def __init__(self, space: FunctionSpace, f, backend="auto", rtol=1e-12, atol=1e-13, maxiter=30):
         self.space = space
         self.stiffness = stiffness_map(space)
         self.system = DirichletSystem.build(space, self.stiffness.pattern, backend=backend)
@@ -82,7 +82,8 @@ class NonlinearPoisson:
     def newton(self, kappa, u_start: torch.Tensor | None = None):
         """Solve for u (all dofs) with ``kappa`` a pointwise callable; returns (u, residual norms)."""
         with torch.no_grad():
-            u = torch.zeros(self.space.n_dofs, dtype=torch.float64) if u_start is None else u_start.clone()
+            u = (torch.zeros(self.space.n_dofs, dtype=torch.float64, device=self.space.device) if u_start is None
+                 else u_start.clone())
             kq, dkq = self._state(kappa, u)
             r = self.residual(u, kq)
             norms = [float(torch.linalg.norm(r))]
@@ -92,8 +93,7 @@ class NonlinearPoisson:
                     raise ConvergenceError(f"Newton: non-finite residual after {len(norms) - 1} iterations")
                 if norms[-1] <= target:
                     return u, norms
-                values = self.jacobian_values(u, kq, dkq).numpy()
-                du = self.space.expand(torch.as_tensor(self.newton_solver.solve(values, -r.numpy())))
+                du = self.space.expand(self.newton_solver.solve(self.jacobian_values(u, kq, dkq), -r))
                 t = 1.0
                 while True:   # backtracking on ||R|| (Armijo with c = 1e-4)
                     trial = u + t * du

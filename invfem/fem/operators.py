@@ -38,12 +38,12 @@ class BilinearMap:
 
     @classmethod
     def from_local(cls, space: FunctionSpace, local: torch.Tensor) -> "BilinearMap":
-        dofs = space.element_dofs.numpy()
+        dofs = space.element_dofs.cpu().numpy()
         n_loc, n_elem = dofs.shape
         rows = np.broadcast_to(dofs.T[:, :, None], (n_elem, n_loc, n_loc))
         cols = np.broadcast_to(dofs.T[:, None, :], (n_elem, n_loc, n_loc))
         pattern, slots = SparsityPattern.from_coo(rows, cols, space.n_dofs)
-        return cls(space, local, pattern, torch.as_tensor(slots))
+        return cls(space, local, pattern.to(space.device), torch.as_tensor(slots, device=space.device))
 
     def values(self, coefficient: torch.Tensor) -> torch.Tensor:
         """CSR values (``pattern`` order) for a coefficient ``(n_quad,)`` at the quadrature points."""
@@ -91,7 +91,7 @@ def load_vector(space: FunctionSpace, f) -> torch.Tensor:
     """``F_i = sum_q f_q w_q phi_i(x_q)``; ``f`` is a callable ``f(x, y)`` or values ``(n_quad,)``."""
     if callable(f):
         xq = space.quadrature_points
-        fq = torch.as_tensor(f(xq[:, 0], xq[:, 1]), dtype=torch.float64).expand(space.n_quad)
+        fq = torch.as_tensor(f(xq[:, 0], xq[:, 1]), dtype=torch.float64, device=space.device).expand(space.n_quad)
     else:
         fq = f
     if fq.ndim != 1 or fq.shape[0] != space.n_quad:
@@ -119,7 +119,7 @@ class DirichletSystem:
     fd_cols: torch.Tensor
 
     @classmethod
-    def build(cls, space: FunctionSpace, full: SparsityPattern, backend="superlu", cache_size: int = 4) -> "DirichletSystem":
+    def build(cls, space: FunctionSpace, full: SparsityPattern, backend="auto", cache_size: int = 4) -> "DirichletSystem":
         """Split ``full`` into free-free and free-Dirichlet blocks; make the free-block solver."""
         free_pos = np.full(space.n_dofs, -1, dtype=np.int64)
         free_pos[space.free_dofs] = np.arange(space.n_free)
@@ -129,9 +129,10 @@ class DirichletSystem:
         ff = np.flatnonzero((free_pos[r] >= 0) & (free_pos[c] >= 0))
         fd = np.flatnonzero((free_pos[r] >= 0) & (dir_pos[c] >= 0))
         pattern, slot = SparsityPattern.from_coo(free_pos[r[ff]], free_pos[c[ff]], space.n_free)
+        pattern = pattern.to(space.device)
         order = np.empty_like(ff)
         order[slot] = ff  # pattern slot -> full index
-        as_t = lambda a: torch.as_tensor(a, dtype=torch.int64)
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.int64, device=space.device)
         return cls(space, pattern, SparseSolver(pattern, backend, cache_size), as_t(order), as_t(fd),
                    as_t(free_pos[r[fd]]), as_t(dir_pos[c[fd]]))
 

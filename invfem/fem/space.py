@@ -48,12 +48,15 @@ class FunctionSpace:
     intorder : quadrature order (default ``2 * order``, exact for mass matrices).
     dirichlet : ``"boundary"`` (all boundary dofs, default), ``None`` (no Dirichlet dofs),
         or an array of dof indices.
+    device : where its tensors live (``"cpu"`` default, ``"cuda"``); every operator, load
+        and solver built on the space follows it.
     """
 
     mesh: skfem.MeshTri
     order: int = 1
     intorder: int | None = None
     dirichlet: object = "boundary"
+    device: object = None
     basis: skfem.Basis = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -72,10 +75,12 @@ class FunctionSpace:
                 raise ShapeError(f"Dirichlet dofs must lie in [0, {b.N}), got [{dirichlet.min()}, {dirichlet.max()}]")
         self.dirichlet_dofs = np.unique(dirichlet).astype(np.int64)
         self.free_dofs = np.setdiff1d(np.arange(b.N), self.dirichlet_dofs).astype(np.int64)
-        self.free_index = torch.as_tensor(self.free_dofs)            # the same, as tensors (hot path)
-        self.dirichlet_index = torch.as_tensor(self.dirichlet_dofs)
-        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)
-        self.element_dofs = torch.as_tensor(b.element_dofs.astype(np.int64))             # (n_loc, n_elem)
+        self.device = torch.device("cpu" if self.device is None else self.device)
+        index = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64), device=self.device)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=self.device)
+        self.free_index = index(self.free_dofs)                      # the same, as tensors (hot path)
+        self.dirichlet_index = index(self.dirichlet_dofs)
+        self.element_dofs = index(b.element_dofs)                                         # (n_loc, n_elem)
         self.phi = t(np.stack([np.asarray(bf[0]) for bf in b.basis]))                           # (n_loc, n_elem, n_qp)
         self.grad_phi = t(np.stack([bf[0].grad for bf in b.basis]))                       # (n_loc, 2, n_elem, n_qp)
         self.dx = t(b.dx)                                                                 # (n_elem, n_qp)
@@ -135,7 +140,7 @@ class FunctionSpace:
         if out is None:
             out = rows.new_zeros(k, self.n_dofs, m)
         rows = rows.reshape(n_elem, n_qp, m)
-        dofs = self.element_dofs[:, elements].T.to(rows.device)                 # (E, n_loc)
+        dofs = self.element_dofs[:, elements].T                                 # (E, n_loc)
         group = max(1, _SCATTER_BYTES // (8 * n_elem * n_loc * m))              # couplings per batched product
         for k0 in range(0, k, group):
             k1 = min(k, k0 + group)
@@ -151,7 +156,7 @@ class FunctionSpace:
 
         With ``coef[e, a, q] = phi_a(x_q)`` it interpolates nodal columns to the points.
         """
-        local = nodal[self.element_dofs.T.to(nodal.device)]                    # (E, n_loc, m)
+        local = nodal[self.element_dofs.T]                                      # (E, n_loc, m)
         return torch.bmm(coef.transpose(1, 2), local).reshape(self.n_quad, nodal.shape[1])
 
     def integrate(self, values_q: torch.Tensor) -> torch.Tensor:
@@ -169,7 +174,7 @@ class FunctionSpace:
     def dirichlet_values(self, g) -> torch.Tensor:
         """Values of ``g(x, y)`` (a callable on coordinate tensors) at the Dirichlet dofs."""
         xy = self.dof_coordinates[self.dirichlet_index]
-        return torch.as_tensor(g(xy[:, 0], xy[:, 1]), dtype=torch.float64).expand(xy.shape[0])
+        return torch.as_tensor(g(xy[:, 0], xy[:, 1]), dtype=torch.float64, device=self.device).expand(xy.shape[0])
 
     def _check_nodal(self, u: torch.Tensor) -> None:
         if u.ndim != 1 or u.shape[0] != self.n_dofs:

@@ -8,6 +8,7 @@ are not used there because they do not work under ``torch.func`` transforms.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,7 +43,27 @@ class SparsityPattern:
     @property
     def rows(self) -> np.ndarray:
         """Row index of every stored entry (numpy, CSR order)."""
-        return self.rows_t.numpy()
+        return self.rows_t.cpu().numpy()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the index tensors (``rows_t``, ``cols_t``) live."""
+        return self.rows_t.device
+
+    def to(self, device) -> "SparsityPattern":
+        """The same pattern with its index tensors on ``device`` (cached; ``self`` if already there)."""
+        device = torch.device(device) if device is not None else self.device
+        if device == self.device:
+            return self
+        moved = self._moved.get(device)
+        if moved is None:
+            moved = SparsityPattern(self.n, self.indptr, self.indices, self.rows_t.to(device), self.cols_t.to(device))
+            self._moved[device] = moved
+        return moved
+
+    @cached_property
+    def _moved(self) -> dict:
+        return {}
 
     @property
     def cols(self) -> np.ndarray:
@@ -113,7 +134,7 @@ class SparsityPattern:
     def to_scipy(self, values) -> sp.csr_matrix:
         """A scipy CSR matrix with this pattern and the given values (numpy or tensor)."""
         if isinstance(values, torch.Tensor):
-            values = values.detach().numpy()
+            values = values.detach().cpu().numpy()
         return sp.csr_matrix((np.asarray(values, dtype=np.float64), self.indices, self.indptr), shape=(self.n, self.n))
 
     def to_dense(self, values: torch.Tensor) -> torch.Tensor:
@@ -129,5 +150,20 @@ class SparsityPattern:
 
     def is_symmetric(self) -> bool:
         """Whether the pattern (not the values) is structurally symmetric."""
+        return self._symmetric
+
+    @cached_property
+    def _symmetric(self) -> bool:
         a = self.to_scipy(np.ones(self.nnz))
         return (a != a.T).nnz == 0
+
+    def transpose_index(self) -> torch.Tensor:
+        """``t`` with ``values[t]`` the values of ``A^T`` in this pattern's order (symmetric patterns)."""
+        if not self.is_symmetric():
+            raise PatternMismatchError("transpose_index needs a structurally symmetric pattern")
+        return self._transpose_index
+
+    @cached_property
+    def _transpose_index(self) -> torch.Tensor:
+        keys = self.rows.astype(np.int64) * self.n + self.indices      # sorted: CSR order
+        return torch.as_tensor(np.searchsorted(keys, self.indices.astype(np.int64) * self.n + self.rows))

@@ -16,7 +16,6 @@ See hIPPYlib's reduced Hessian and ADCME's second-order "PCL" for the same algeb
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch._C._functorch import TransformType
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
@@ -31,8 +30,7 @@ class SparseSolve(torch.autograd.Function):
     @staticmethod
     def forward(values, b, solver: SparseSolver, transpose: bool):
         _check_inputs(values, b, solver)
-        x = solver.solve(values.detach().numpy(), b.detach().numpy(), transpose)
-        return torch.from_numpy(np.ascontiguousarray(x))
+        return solver.solve(values.detach(), b.detach(), transpose)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -56,7 +54,7 @@ class SparseSolve(torch.autograd.Function):
         values, x = ctx.saved_tensors
         rhs = b_dot if b_dot is not None else torch.zeros_like(x)
         if values_dot is not None:
-            rhs = rhs - ctx.solver.pattern.matvec(values_dot, x, transpose=ctx.transpose)
+            rhs = rhs - ctx.solver.pattern.to(x.device).matvec(values_dot, x, transpose=ctx.transpose)
         return SparseSolve.apply(values, rhs, ctx.solver, ctx.transpose)
 
     @staticmethod
@@ -95,7 +93,8 @@ def _refuse_nested_forward_mode() -> None:
 
 def _outer_on_pattern(lam: torch.Tensor, x: torch.Tensor, solver: SparseSolver, transpose: bool) -> torch.Tensor:
     """``sum_c lam[i_k, c] x[j_k, c]`` for every pattern entry ``k`` (rows/cols swapped for A^T)."""
-    rows, cols = solver.pattern.rows_t, solver.pattern.cols_t
+    pattern = solver.pattern.to(lam.device)
+    rows, cols = pattern.rows_t, pattern.cols_t
     if transpose:
         rows, cols = cols, rows
     prod = lam[rows] * x[cols]

@@ -120,7 +120,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     ``options``: None, a dict, a preset name (``"reference-001"`` for trust-ncg), or the
     method's options dataclass; unknown keys raise ``ConfigError`` naming the valid ones.
     Derivatives come from ``torch.func`` unless ``jac(x)``, ``hess(x)`` or ``hessp(x, v)``
-    are given.  ``callback(state)`` receives each iteration's state (the history entry plus
+    are given. ``fun`` sees tensors on the device of ``x0``; ``x`` and ``jac`` come back there.  ``callback(state)`` receives each iteration's state (the history entry plus
     ``x``) and stops the run by returning True.
 
     Returns an :class:`OptimizeResult`: ``x`` and ``jac`` as tensors, ``fun``, ``nit``,
@@ -135,7 +135,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     x0 = torch.as_tensor(x0, dtype=torch.float64).detach()
     if x0.ndim != 1:
         raise ShapeError(f"x0 must be a flat vector, got shape {tuple(x0.shape)}")
-    x0 = x0.numpy().copy()
+    device = x0.device
+    x0 = x0.cpu().numpy().copy()
     if not np.all(np.isfinite(x0)):
         raise ValueError(f"x0 contains NaN or inf at indices {np.flatnonzero(~np.isfinite(x0))[:5].tolist()}")
     n = x0.shape[0]
@@ -148,7 +149,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
         bounds = (lower, upper)
     elif method == "trust-reflective":
         bounds = (np.full(n, -np.inf), np.full(n, np.inf))
-    oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None))
+    oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None),
+                    device=device)
     if spec.runner is not None:
         scipy_bounds = list(zip(*bounds)) if bounds is not None else None
         x, f, g, status, history = spec.runner(oracle, x0, opts, callback, scipy_bounds)
@@ -162,6 +164,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
             oracle, x0, lambda x, g: spec.model(oracle, x, g, opts, bounds), settings, callback)
     message = STATUS_MESSAGES.get(status) or _EXTRA_STATUS[status]
     optimality = history[-1]["gnorm"]
-    return OptimizeResult(x=torch.as_tensor(x), fun=float(f), jac=torch.as_tensor(g), nit=len(history) - 1,
+    return OptimizeResult(x=torch.as_tensor(x, device=device), fun=float(f), jac=torch.as_tensor(g, device=device),
+                          nit=len(history) - 1,
                           nfev=oracle.nfev, njev=oracle.njev, nhev=oracle.nhev, status=status, message=message,
                           success=status == 0, optimality=optimality, history=history, method=method)

@@ -72,7 +72,7 @@ def scipy_method(name):
             f, g = (last["f"], last["g"]) if np.array_equal(last["x"], xk) else fg(xk)
             history.append(_entry(len(history), f, g, oracle, start, step_norm=float(np.linalg.norm(xk - prev[0]))))
             prev[0] = xk.copy()
-            if callback is not None and callback({**history[-1], "x": torch.as_tensor(xk.copy())}):
+            if callback is not None and callback({**history[-1], "x": oracle.tensor(xk.copy())}):
                 raise StopIteration
 
         scipy_options = {"maxiter": options.maxiter, "gtol": options.gtol}

@@ -140,7 +140,7 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
         _update(inv_h, s, y, require_curvature=not wolfe)
         history.append(history_entry(k, f, np.linalg.norm(g), oracle, start, step_norm=float(np.linalg.norm(s)),
                                      accepted=True, inner_iterations=int(evaluations)))
-        if callback is not None and callback({**history[-1], "x": _tensor(x)}):
+        if callback is not None and callback({**history[-1], "x": oracle.tensor(x.copy())}):
             status = 2
             break
         if np.linalg.norm(g) <= options.gtol:
@@ -169,8 +169,3 @@ def _update(inv_h: np.ndarray, s: np.ndarray, y: np.ndarray, require_curvature: 
     out = blas.dgemm(1.0, u, v, beta=1.0, c=inv_h.T, trans_b=True, overwrite_c=True)
     if not np.shares_memory(out, inv_h):      # pragma: no cover - BLAS wrapper copied after all
         inv_h[...] = out.T
-
-
-def _tensor(x):
-    import torch
-    return torch.as_tensor(x.copy())

@@ -1,9 +1,11 @@
 """Counted derivatives of a torch loss for the optimizers: f, gradient, HVP, dense Hessian.
 
 The optimizers work on numpy float64 vectors; the oracle converts at the boundary (zero
-copy on CPU).  Derivatives come from ``torch.func`` unless the user supplies ``jac``,
-``hess`` or ``hessp`` (callables on tensors).  Counts follow scipy: ``nfev`` (function
-values), ``njev`` (gradients), ``nhev`` (dense Hessians plus Hessian-vector products).
+copy on CPU), handing ``fun`` tensors on ``device`` (the device of ``x0``: with a GPU
+``x0`` the loss, its derivatives and the dense Hessian stay on the GPU).  Derivatives come
+from ``torch.func`` unless the user supplies ``jac``, ``hess`` or ``hessp`` (callables on
+tensors).  Counts follow scipy: ``nfev`` (function values), ``njev`` (gradients), ``nhev``
+(dense Hessians plus Hessian-vector products).
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from invfem.errors import NonFiniteError, ShapeError
 class Oracle:
     """``fun`` (flat float64 tensor -> 0-d tensor) with counted derivatives on numpy arrays."""
 
-    def __init__(self, fun, n, jac=None, hess=None, hessp=None, hessian_chunk=None):
+    def __init__(self, fun, n, jac=None, hess=None, hessp=None, hessian_chunk=None, device=None):
         for name, value in (("fun", fun), ("jac", jac), ("hess", hess), ("hessp", hessp)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable, got {type(value).__name__}")
         self.fun, self.n, self.jac, self.hess, self.hessp_fn = fun, n, jac, hess, hessp
         self.hessian_chunk = hessian_chunk
+        self.device = torch.device("cpu" if device is None else device)
         self.nfev = self.njev = self.nhev = 0
 
-    def _tensor(self, x):
-        return torch.as_tensor(np.asarray(x, dtype=np.float64))
+    def tensor(self, x) -> torch.Tensor:
+        """``x`` (numpy) as a float64 tensor on the oracle's device."""
+        return torch.as_tensor(np.asarray(x, dtype=np.float64), device=self.device)
 
     def _scalar(self, y):
         if not isinstance(y, torch.Tensor) or y.ndim != 0:
@@ -40,12 +44,12 @@ class Oracle:
         """f(x) without building a graph."""
         self.nfev += 1
         with torch.no_grad():
-            return float(self._scalar(self.fun(self._tensor(x))))
+            return float(self._scalar(self.fun(self.tensor(x))))
 
     def value_and_grad(self, x):
         """(f(x), grad f(x)); counts one gradient (the value comes with it)."""
         self.njev += 1
-        t = self._tensor(x)
+        t = self.tensor(x)
         if self.jac is not None:
             self.nfev += 1
             with torch.no_grad():
@@ -56,34 +60,35 @@ class Oracle:
             y = self._scalar(self.fun(t))
             (g,) = torch.autograd.grad(y, t)
             f = float(y.detach())
-        g = g.detach().reshape(-1).numpy().astype(np.float64, copy=True)
+        g = g.detach().reshape(-1).cpu().numpy().astype(np.float64, copy=True)
         if g.shape[0] != self.n:
             raise ShapeError(f"gradient has {g.shape[0]} entries, expected {self.n}")
         return f, g
 
-    def hessian(self, x) -> np.ndarray:
-        """The dense Hessian at x (user ``hess``, else ``invfem.derivatives.hessian``)."""
+    def hessian(self, x) -> torch.Tensor:
+        """The dense Hessian at x (user ``hess``, else ``invfem.derivatives.hessian``), symmetrised,
+        as a tensor on the oracle's device (``.cpu().numpy()`` where a numpy model needs it)."""
         self.nhev += 1
-        t = self._tensor(x)
+        t = self.tensor(x)
         h = self.hess(t) if self.hess is not None else dense_hessian(self.fun, t, chunk_size=self.hessian_chunk)
-        h = torch.as_tensor(h, dtype=torch.float64).detach().numpy()
+        h = torch.as_tensor(h, dtype=torch.float64, device=self.device).detach()
         if h.shape != (self.n, self.n):
-            raise ShapeError(f"Hessian has shape {h.shape}, expected {(self.n, self.n)}")
-        if not np.all(np.isfinite(h)):
+            raise ShapeError(f"Hessian has shape {tuple(h.shape)}, expected {(self.n, self.n)}")
+        if not bool(torch.isfinite(h).all()):
             raise NonFiniteError("the Hessian contains NaN or inf at an accepted iterate")
         return 0.5 * (h + h.T)
 
     def hessp(self, x):
         """v -> H(x) v: user ``hessp``, else the user ``hess`` built once, else forward-over-reverse
         ``hvp``; each product (or the one Hessian) counted in ``nhev``."""
-        t = self._tensor(x)
+        t = self.tensor(x)
         if self.hessp_fn is None and self.hess is not None:
-            h = self.hessian(x)          # a user Hessian and no hessp: build it once per iterate
+            h = self.hessian(x).cpu().numpy()    # a user Hessian and no hessp: build it once per iterate
             return lambda v: h @ np.asarray(v, dtype=np.float64)
 
         def product(v):
             self.nhev += 1
-            vt = torch.as_tensor(np.asarray(v, dtype=np.float64))
+            vt = self.tensor(v)
             out = self.hessp_fn(t, vt) if self.hessp_fn is not None else hvp(self.fun, t, vt)
-            return torch.as_tensor(out, dtype=torch.float64).detach().reshape(-1).numpy()
+            return torch.as_tensor(out, dtype=torch.float64).detach().reshape(-1).cpu().numpy()
         return product

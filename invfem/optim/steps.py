@@ -7,10 +7,11 @@ first-order measure the loop compares with gtol) and ``step(radius) -> Step``.  
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.linalg
+import torch
 
 from invfem.optim.subproblems import (_to_boundary, eigen_trust_region, gltr, model_value, more_sorensen,
                                       steihaug_cg)
@@ -36,16 +37,19 @@ def _from_solution(H, g, sol) -> Step:
 
 
 class ExactModel:
-    """``trust-exact``: Moré–Sorensen on the dense Hessian."""
+    """``trust-exact``: Moré–Sorensen on the dense Hessian, with ``torch.linalg`` on the
+    Hessian's device (the GPU for a GPU loss)."""
 
     def __init__(self, oracle, x, g, options, bounds=None):
-        self.H, self.g, self.options = oracle.hessian(x), g, options
+        self.H, self.options = oracle.hessian(x), options
+        self.g = torch.as_tensor(g, device=self.H.device)
         self.optimality = float(np.linalg.norm(g))
 
     def step(self, radius) -> Step:
         o = self.options
         sol = more_sorensen(self.H, self.g, radius, o.k_easy, o.k_hard, o.subproblem_maxiter)
-        return _from_solution(self.H, self.g, sol)
+        step = _from_solution(self.H, self.g, sol)
+        return replace(step, p=sol.p.cpu().numpy())
 
 
 class KrylovModel:
@@ -79,7 +83,7 @@ class NewtonModel:
     kind = "damped"
 
     def __init__(self, oracle, x, g, options, bounds=None):
-        H = oracle.hessian(x)
+        H = oracle.hessian(x).cpu().numpy()
         self.H, self.g = H, g
         self.optimality = float(np.linalg.norm(g))
         n = g.shape[0]
@@ -163,7 +167,7 @@ class ReflectiveModel:
 
     def __init__(self, oracle, x, g, options, bounds):
         self.x, self.lb, self.ub, self.options = x, bounds[0], bounds[1], options
-        H = oracle.hessian(x)
+        H = oracle.hessian(x).cpu().numpy()
         v, dv = coleman_li_scaling(x, g, self.lb, self.ub)
         self.d = np.sqrt(v)
         self.c = g * dv

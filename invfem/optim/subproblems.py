@@ -1,7 +1,8 @@
 """Trust-region subproblem solvers: min_p m(p) = g.p + p.H p / 2 subject to ||p|| <= radius.
 
 Each solver computes only the step; the outer loop (``invfem.optim.trust_region``) owns
-acceptance and the radius.  All work on numpy float64 arrays.
+acceptance and the radius.  They work on numpy float64 arrays; :func:`more_sorensen` also
+on torch tensors, on their device.
 
 * :func:`more_sorensen` — dense H, Cholesky-based Moré–Sorensen iteration including the
   hard case (Conn, Gould & Toint, *Trust-Region Methods*, Alg. 7.3.6; Nocedal & Wright,
@@ -16,11 +17,13 @@ acceptance and the radius.  All work on numpy float64 arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+import torch
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def model_value(H, g, p) -> float:
 
 def _to_boundary(p, d, radius):
     """Both tau with ||p + tau d|| = radius (tau_minus <= 0 <= tau_plus when ||p|| <= radius)."""
-    a, b, c = d @ d, 2.0 * (p @ d), p @ p - radius**2
+    a, b, c = float(d @ d), 2.0 * float(p @ d), float(p @ p) - radius**2
     disc = np.sqrt(max(b * b - 4 * a * c, 0.0))
     # numerically stable roots
     q = -0.5 * (b + np.copysign(disc, b)) if b != 0 else -0.5 * disc
@@ -59,21 +62,23 @@ def _to_boundary(p, d, radius):
 
 def _lambda_bounds(H, gnorm, radius):
     """Initial bracket [lo, hi] for the multiplier (Conn, Gould & Toint, section 7.3.8)."""
-    diag = np.diag(H)
-    off = np.abs(H).sum(axis=1) - np.abs(diag)
-    upper_eig = min(np.max(diag + off), np.linalg.norm(H, "fro"), np.linalg.norm(H, np.inf))
-    minus_lower_eig = min(np.max(-diag + off), np.linalg.norm(H, "fro"), np.linalg.norm(H, np.inf))
-    lo = max(0.0, -np.min(diag), gnorm / radius - upper_eig)
+    diag = H.diagonal()
+    off = H.abs().sum(1) - diag.abs()
+    fro, inf = float(torch.linalg.norm(H)), float(H.abs().sum(1).max())
+    upper_eig = min(float((diag + off).max()), fro, inf)
+    minus_lower_eig = min(float((off - diag).max()), fro, inf)
+    lo = max(0.0, -float(diag.min()), gnorm / radius - upper_eig)
     hi = max(0.0, gnorm / radius + minus_lower_eig)
     return lo, hi
 
 
-def _smallest_eigvec(factor, H, lam, n, sweeps=4):
+def _smallest_eigvec(chol, H, lam, sweeps=4):
     """Unit z with small z.(H + lam I) z, by inverse iteration with the Cholesky factor."""
-    z = np.random.default_rng(12345).standard_normal(n)
+    z = H.new_tensor(np.random.default_rng(12345).standard_normal(H.shape[0]))[:, None]
     for _ in range(sweeps):
-        z = scipy.linalg.cho_solve(factor, z, check_finite=False)
-        z /= np.linalg.norm(z)
+        z = torch.cholesky_solve(z, chol)
+        z /= torch.linalg.norm(z)
+    z = z[:, 0]
     return z, float(z @ (H @ z)) + lam
 
 
@@ -88,55 +93,65 @@ def more_sorensen(H, g, radius, k_easy=0.1, k_hard=0.2, maxiter=50) -> Subproble
     iteration) once tau^2 z.(H+lam I)z <= k_hard (p.(H+lam I)p + lam radius^2).  After
     ``maxiter`` factorizations it returns the best feasible step met (the Cauchy step if
     none), flagged ``converged=False`` — it never loops forever (cf. scipy issue 12513).
+
+    ``H`` and ``g`` are numpy arrays or torch tensors; the work is done with ``torch.linalg``
+    on the device of a tensor ``H`` (the GPU for a GPU Hessian), and ``p`` comes back in the
+    type (and device) of ``g``.
     """
-    H = np.asarray(H, dtype=np.float64)
-    g = np.asarray(g, dtype=np.float64)
+    as_numpy = not torch.is_tensor(g)
+    H = torch.as_tensor(H, dtype=torch.float64)
+    g = torch.as_tensor(g, dtype=torch.float64, device=H.device)
+    sol = _more_sorensen(H, g, radius, k_easy, k_hard, maxiter)
+    if as_numpy:
+        sol = replace(sol, p=sol.p.cpu().numpy())
+    return sol
+
+
+def _more_sorensen(H, g, radius, k_easy, k_hard, maxiter) -> SubproblemSolution:
     n = g.shape[0]
-    gnorm = float(np.linalg.norm(g))
+    gnorm = float(torch.linalg.norm(g))
     lo, hi = _lambda_bounds(H, gnorm, radius)
     if gnorm == 0:
         # stationary point of the model: p = 0 unless H has negative curvature
-        w, v = scipy.linalg.eigh(H, subset_by_index=[0, 0])
+        w, v = torch.linalg.eigh(H)
         if w[0] >= 0:
-            return SubproblemSolution(np.zeros(n), 0.0, False, 1)
+            return SubproblemSolution(torch.zeros_like(g), 0.0, False, 1)
         return SubproblemSolution(radius * v[:, 0], float(-w[0]), True, 1, hard_case=True, negative_curvature=True)
     lam = 0.0  # try the Newton step first: an interior or near-boundary Newton step ends the search
-    best_p, best_m = None, np.inf
-    negative = bool(np.min(np.diag(H)) < 0)
+    best_p, best_m = None, math.inf
+    negative = bool(H.diagonal().min() < 0)
+    eye = torch.eye(n, dtype=H.dtype, device=H.device)
 
     def keep(p):
         nonlocal best_p, best_m
         m = model_value(H, g, p)
-        if np.linalg.norm(p) <= radius * (1 + 1e-12) and m < best_m:
+        if float(torch.linalg.norm(p)) <= radius * (1 + 1e-12) and m < best_m:
             best_p, best_m = p, m
 
     for it in range(1, maxiter + 1):
-        shifted = H + lam * np.eye(n)
-        try:
-            factor = scipy.linalg.cho_factor(shifted, lower=True, check_finite=False)
-            if not np.all(np.isfinite(factor[0])):
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:
+        shifted = H + lam * eye
+        chol, info = torch.linalg.cholesky_ex(shifted)
+        if int(info) != 0 or not bool(torch.isfinite(chol).all()):
             # H + lam I is indefinite, so lam < -lambda_min <= lam*
             negative = negative or lam == 0
             lo = max(lo, lam)
             if lo >= hi:
                 hi = max(2.0 * hi, 1.01 * lo + 1e-12)
-            lam = max(np.sqrt(lo * hi), lo + 0.01 * (hi - lo))
+            lam = max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
             continue
-        p = -scipy.linalg.cho_solve(factor, g, check_finite=False)
-        pnorm = float(np.linalg.norm(p))
+        p = -torch.cholesky_solve(g[:, None], chol)[:, 0]
+        pnorm = float(torch.linalg.norm(p))
         if pnorm <= radius:
             if lam == 0:
                 return SubproblemSolution(p, 0.0, False, it)
             keep(p)
             hi = min(hi, lam)
             # hard-case test: move along an approximate eigenvector of lambda_min to the boundary
-            z, zhz = _smallest_eigvec(factor, H, lam, n)
+            z, zhz = _smallest_eigvec(chol, H, lam)
             t_minus, t_plus = _to_boundary(p, z, radius)
             tau = min((t_minus, t_plus), key=lambda t: model_value(H, g, p + t * z))
             keep(p + tau * z)
-            if tau**2 * zhz <= k_hard * (p @ (shifted @ p) + lam * radius**2):
+            if tau**2 * zhz <= k_hard * (float(p @ (shifted @ p)) + lam * radius**2):
                 return SubproblemSolution(p + tau * z, lam, True, it, hard_case=True, negative_curvature=negative)
             lo = max(lo, lam - zhz)
         else:
@@ -144,21 +159,21 @@ def more_sorensen(H, g, radius, k_easy=0.1, k_hard=0.2, maxiter=50) -> Subproble
         if abs(pnorm - radius) <= k_easy * radius:
             return SubproblemSolution(p, lam, True, it, negative_curvature=negative)
         # Newton step on the secular equation 1/||p(lam)|| = 1/radius
-        q = scipy.linalg.solve_triangular(factor[0], p, lower=True, check_finite=False)
-        lam_new = lam + (pnorm / np.linalg.norm(q)) ** 2 * (pnorm - radius) / radius
-        lam = lam_new if lo < lam_new < hi else max(np.sqrt(lo * hi), lo + 0.01 * (hi - lo))
+        q = torch.linalg.solve_triangular(chol, p[:, None], upper=False)
+        lam_new = lam + (pnorm / float(torch.linalg.norm(q))) ** 2 * (pnorm - radius) / radius
+        lam = lam_new if lo < lam_new < hi else max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
     if best_p is None:
         best_p = _cauchy_step(H @ g, g, radius)
-    return SubproblemSolution(best_p, lam, bool(np.linalg.norm(best_p) >= radius * (1 - k_easy)),
+    return SubproblemSolution(best_p, lam, bool(float(torch.linalg.norm(best_p)) >= radius * (1 - k_easy)),
                               maxiter, negative_curvature=negative, converged=False)
 
 
 def _cauchy_step(hg, g, radius):
     """Minimiser of the model along -g inside the ball (Nocedal & Wright, eq. 4.12)."""
-    gnorm = np.linalg.norm(g)
+    gnorm = float((g @ g) ** 0.5)
     if gnorm == 0:
-        return np.zeros_like(g)
-    ghg = g @ hg
+        return g * 0.0
+    ghg = float(g @ hg)
     tau = 1.0 if ghg <= 0 else min(gnorm**3 / (radius * ghg), 1.0)
     return -tau * radius / gnorm * g
 

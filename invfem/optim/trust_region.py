@@ -104,7 +104,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
                        negative_curvature=bool(step.negative_curvature), hits_boundary=bool(step.hits_boundary),
                        f_trial=f_trial)
         history.append(entry)
-        if callback is not None and callback({**entry, "x": torch.as_tensor(x.copy())}):
+        if callback is not None and callback({**entry, "x": oracle.tensor(x.copy())}):
             status = 2
             break
         if radius < settings.xtol * (1 + np.linalg.norm(x)):
