@@ -24,6 +24,17 @@ class QuadraticMisfit:
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         return (self.weight * (u.reshape(-1)[self.index] - self.data) ** 2).sum()
 
+    def add_hessian_product(self, out: torch.Tensor, directions: torch.Tensor, rows: torch.Tensor,
+                            alpha: float = 1.0) -> torch.Tensor:
+        """``out += alpha (Hess m) directions`` where the state lives on a subset of rows:
+        ``rows[i]`` is the row of ``out`` / ``directions`` holding flat state entry ``i``
+        (``>= len(out)``: not represented, e.g. a Dirichlet dof, whose direction is zero)."""
+        r = rows[self.index]
+        keep = r < out.shape[0]
+        r = r[keep]
+        weight = self.weight if not torch.is_tensor(self.weight) else self.weight[keep][:, None]
+        return out.index_add_(0, r, directions[r] * (2.0 * alpha * weight))
+
     def hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """``Hess m`` applied to ``directions`` of shape ``u.shape + (k,)`` (same shape back)."""
         flat = directions.reshape(u.numel(), -1)

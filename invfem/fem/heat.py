@@ -164,26 +164,45 @@ class TrajectoryLoss:
         gradient = -dt * torch.einsum("kae,ekaq->eq", lam[:n_steps][:, space.element_dofs], per_step).reshape(-1)
         lam_hat = s * lam[:n_steps] + (1 - s) * lam[1:]                  # lambda^hat_j, j = 1..n (row j - 1)
         coef_lam = st.stiffness.coupling(lam_hat, transpose=True)
+        b_ff = st.system.pattern.csr(st.system.condense_matrix(b_values))
+        rows, n_free = space.free_rows, space.n_free
 
         def curvature(jac: torch.Tensor) -> torch.Tensor:
+            # Free-row numbering (free dofs first, Dirichlet dofs onto a zero dump row): S^k and
+            # Y^k stacked as (n_steps, n_free + 1, P), so the final product needs no index copies.
             n_params = jac.shape[1]
-            sens = jac.new_zeros(n_steps + 1, space.n_dofs, n_params)   # S^0 = 0: u0 is data
-            buf = jac.new_zeros(1, space.n_dofs, n_params)
+            sens = jac.new_zeros(n_steps, n_free + 1, n_params)         # S^k in row k - 1 (S^0 = 0: u0 is data)
+            buf = jac.new_zeros(1, n_free + 1, n_params)
             for k in range(n_steps):
                 buf.zero_()
-                space.scatter_points(coef_u[:, k * n_loc:(k + 1) * n_loc], jac, out=buf)
-                rhs = pattern.matvec(b_values, sens[k])[free].sub_(buf[0][free], alpha=dt)
-                sens[k + 1][free] = sparse_solve(a_ff, rhs, solver)
-            y = self._hessian_apply(states, sens).mul_(0.5)
-            for j in range(1, n_steps + 1):
-                buf.zero_()
-                space.scatter_points(coef_lam[:, (j - 1) * n_loc:j * n_loc], jac, out=buf)
-                y[j].sub_(buf[0], alpha=dt)
-            s_free = sens[1:, free].reshape(-1, n_params)
-            h = s_free.T @ y[1:, free].reshape(-1, n_params)
+                space.scatter_points(coef_u[:, k * n_loc:(k + 1) * n_loc], jac, out=buf, dof_rows=rows)
+                rhs = buf[0, :n_free].mul_(-dt)
+                if k > 0:
+                    rhs += b_ff @ sens[k - 1, :n_free]
+                sens[k, :n_free] = sparse_solve(a_ff, rhs, solver)
+            y = space.scatter_points(coef_lam, jac, dof_rows=rows).mul_(-dt)     # -dt C(lambda^hat_j)^T J
+            self._add_half_hessian(y, states, sens)
+            y[:, n_free] = 0.0
+            h = sens.view(-1, n_params).T @ y.view(-1, n_params)
             return h.add_(h.T.clone())
 
         return Linearization(gradient=gradient, curvature=curvature)
+
+    def _add_half_hessian(self, y: torch.Tensor, states: torch.Tensor, sens: torch.Tensor) -> None:
+        """``Y^k += (1/2) Hess misfit (states) S`` for the stacked free-row layout of ``curvature``."""
+        space, n_steps = self.stepper.space, self.stepper.n_steps
+        n_rows = space.n_free + 1
+        if hasattr(self.misfit, "add_hessian_product"):
+            # flat state index k * n_dofs + dof -> row (k - 1) * n_rows + free_rows[dof]; step 0 is data
+            step = torch.arange(n_steps + 1, device=y.device)[:, None]
+            flat_rows = torch.where(step > 0, (step - 1) * n_rows + space.free_rows[None, :], y.numel())
+            self.misfit.add_hessian_product(y.view(-1, y.shape[-1]), sens.view(-1, y.shape[-1]), flat_rows.reshape(-1),
+                                            alpha=0.5)
+            return
+        full = sens.new_zeros(n_steps + 1, space.n_dofs, sens.shape[-1])
+        full[1:, space.free_index] = sens[:, :-1]
+        product = self._hessian_apply(states, full)
+        y[:, :-1] += 0.5 * product[1:, space.free_index]
 
     def _hessian_apply(self, states: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """``Hess misfit (states)`` on the trailing columns of ``directions`` ``(n+1, n_dofs, P)``."""

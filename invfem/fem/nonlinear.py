@@ -30,7 +30,7 @@ from invfem.errors import ConvergenceError, NonFiniteError
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
-from invfem.nn.hessian import network_terms, supports_fast_hessian
+from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
 
 def value_and_derivative(kappa, u_q: torch.Tensor):
@@ -110,6 +110,24 @@ class NonlinearPoisson:
             raise ConvergenceError(f"Newton did not converge in {self.maxiter} iterations: ||R|| = {norms[-1]:.3e} "
                                    f"(target {target:.3e}, start {norms[0]:.3e})")
 
+    def forget_state(self) -> None:
+        """Drop the remembered Newton solution (benchmarks time a cold solve with it)."""
+        self.__dict__.pop("_last_state", None)
+
+    def state(self, kappa_model, theta: torch.Tensor) -> torch.Tensor:
+        """u*(theta) by Newton from zero (no derivatives), remembered for the last theta: an
+        optimizer asks for the loss, its gradient and its Hessian at the same point."""
+        theta = theta.detach()
+        key = (id(kappa_model), theta.shape, theta.device)
+        last = self.__dict__.get("_last_state")
+        if last is not None and last[0] == key and torch.equal(last[1], theta):
+            return last[2]
+        u, _ = self.newton(lambda z: kappa_model(theta, z))
+        if not bool(torch.isfinite(u).all()):
+            raise NonFiniteError("Newton returned a non-finite solution")
+        self.__dict__["_last_state"] = (key, theta.clone(), u)
+        return u
+
     # -- differentiable solution map ------------------------------------------------------
     def solution(self, kappa_model, theta: torch.Tensor) -> torch.Tensor:
         """u*(theta) on all dofs, with exact first and second derivatives (see module docstring)."""
@@ -128,10 +146,7 @@ class _NewtonSolve(torch.autograd.Function):
 
     @staticmethod
     def forward(problem, kappa_model, theta):
-        u, _ = problem.newton(lambda z: kappa_model(theta, z))
-        if not torch.all(torch.isfinite(u)):
-            raise NonFiniteError("Newton returned a non-finite solution")
-        return u
+        return problem.state(kappa_model, theta)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -190,7 +205,7 @@ class NewtonStateLoss:
         space, stiffness, solver = pde.space, pde.stiffness, pde.system.solver
         free = space.free_index
         kappa = lambda z: mlp(theta, z)
-        u, _ = pde.newton(kappa)
+        u = pde.state(mlp, theta)
         kq, dkq = pde._state(kappa, u)
         a_ff = pde.jacobian_values(u, kq, dkq)                        # R_u on the free dofs
         m_u = grad(self.misfit)(u)
@@ -199,20 +214,46 @@ class NewtonStateLoss:
         coef_lam = stiffness.coupling(lam, transpose=True)             # C(lambda)[:, q] = K_q^T lambda
         coef_phi = space.phi.permute(1, 0, 2)                          # Phi[q, dof_a]   = phi_a(x_q)
         rho = -torch.einsum("ae,eaq->eq", lam[space.element_dofs], coef_u).reshape(-1)
-        terms = network_terms(mlp, theta, space.interpolate(u)[:, None], rho, input_derivatives=True)
-        jac, dk = terms.jac, terms.kappa_x[:, 0]
-        products = space.scatter_points(torch.cat([coef_u, coef_lam], 1), jac)        # C(u) J, C(lambda)^T J
-        sens = sparse_solve(a_ff, products[0][free].contiguous(), solver).neg_()
-        sens_full = space.expand(sens)
-        z = space.scatter_points(coef_phi, terms.mixed[:, :, 0])[0].sub_(products[1])
-        phi_s = space.gather_points(coef_phi, sens_full)                             # Phi S
-        lam_s = space.gather_points(coef_lam, sens_full)                             # C(lambda)^T S
-        l_uu = self._hessian_apply(u, sens_full)
-        l_uu += space.scatter_points(coef_phi, terms.input_hessian[:, 0, :] * phi_s - dk[:, None] * lam_s)[0]
-        l_uu -= space.scatter_points(coef_lam, dk[:, None] * phi_s)[0]
-        y = l_uu[free].mul_(0.5).add_(z[free])
-        h = sens.T @ y
+        # free-row numbering: free dofs first, every Dirichlet dof onto a dump row n_free
+        rows, n_free, n_qp = space.free_rows, space.n_free, space.n_qp
+        coupled = torch.cat([coef_u, coef_lam], 1)
+        acc: dict[str, torch.Tensor] = {}
+
+        def on_chunk(sl, jac_rows, mixed_rows):     # J and rho dJ/dx consumed while in cache
+            if not acc:
+                acc["products"] = jac_rows.new_zeros(2, n_free + 1, jac_rows.shape[1])   # C(u) J, C(lambda)^T J
+                acc["y"] = jac_rows.new_zeros(1, n_free + 1, jac_rows.shape[1])          # Phi^T diag(rho) J_x
+            elements = slice(sl.start // n_qp, sl.stop // n_qp)
+            space.scatter_points(coupled, jac_rows, out=acc["products"], elements=elements, dof_rows=rows)
+            space.scatter_points(coef_phi, mixed_rows[:, :, 0], out=acc["y"], elements=elements, dof_rows=rows)
+
+        chunk = max(1, DEFAULT_CHUNK // n_qp) * n_qp
+        terms = network_terms(mlp, theta, space.interpolate(u)[:, None], rho, input_derivatives=True, chunk=chunk,
+                              on_chunk=on_chunk, store=False)
+        dk, products, y = terms.kappa_x[:, 0], acc["products"], acc["y"]
+        sens = products.new_zeros(n_free + 1, products.shape[-1])
+        sens[:n_free] = sparse_solve(a_ff, products[0, :n_free], solver).neg_()
+        # Y = Z + (1/2) L_uu S, accumulated in one buffer:  Z = Phi^T diag(rho) J_x - C(lambda)^T J
+        y[0].sub_(products[1])
+        # the state-state terms of the Lagrangian are one element-assembled sparse matrix:
+        # Phi^T diag(rho kappa'') Phi - Phi^T diag(kappa') C(lambda)^T - C(lambda) diag(kappa') Phi
+        w_rho, w_dk = terms.input_hessian[:, 0, 0].view(-1, n_qp), dk.view(-1, n_qp)
+        cross = torch.einsum("eaq,ebq,eq->eab", coef_phi, coef_lam, w_dk)
+        element = torch.einsum("eaq,ebq,eq->eab", coef_phi, coef_phi, w_rho) - cross - cross.transpose(1, 2)
+        l_uu = pde.system.pattern.csr(pde.system.condense_matrix(stiffness.assemble(element)))
+        y[0, :n_free].addmm_(l_uu, sens[:n_free], alpha=0.5)
+        y = y[0, :n_free]
+        self._add_half_hessian(y, u, sens[:n_free])
+        h = sens[:n_free].T @ y
         return terms.hessian.add_(h).add_(h.T)
+
+    def _add_half_hessian(self, y: torch.Tensor, u: torch.Tensor, sens: torch.Tensor) -> None:
+        """``y += (1/2) Hess misfit (u) S`` on the free rows."""
+        space = self.pde.space
+        if hasattr(self.misfit, "add_hessian_product"):
+            self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
+            return
+        y.add_(self._hessian_apply(u, space.expand(sens))[space.free_index], alpha=0.5)
 
     def _hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         if hasattr(self.misfit, "hessian_apply"):

@@ -55,6 +55,13 @@ class LinearResidualLoss:
     def __call__(self, kappa: torch.Tensor) -> torch.Tensor:
         return (self.residuals(kappa) ** 2).sum()
 
+    def _row_map(self, space) -> torch.Tensor:
+        if "_rows_of_dofs" not in self.__dict__:
+            row_map = torch.full((space.n_dofs,), self.rows.numel(), dtype=torch.int64, device=self.rows.device)
+            row_map[self.rows] = torch.arange(self.rows.numel(), device=self.rows.device)
+            self.__dict__["_rows_of_dofs"] = row_map
+        return self.__dict__["_rows_of_dofs"]
+
     def coupling(self) -> torch.Tensor:
         """``C(v_k)`` of every vector, element form ``(n_elements, K * n_loc, n_qp)`` (built once)."""
         if self._coef is None:
@@ -73,16 +80,19 @@ class LinearResidualLoss:
         local_r = full[:, space.element_dofs]                                  # (K, n_loc, E)
         gradient = 2 * torch.einsum("kae,ekaq->eq", local_r, coef.view(coef.shape[0], n_vec, n_loc, -1)).reshape(-1)
         acc: dict[str, torch.Tensor] = {}
+        n_rows = self.rows.numel()
+        row_map = self._row_map(space)          # residual rows first, every other dof onto a dump row
 
         def on_chunk(sl, jac_rows, _mixed):
             if not acc:
-                acc["products"] = jac_rows.new_zeros(n_vec, space.n_dofs, jac_rows.shape[1])
-            space.scatter_points(coef, jac_rows, out=acc["products"],
+                acc["products"] = jac_rows.new_zeros(n_vec, n_rows + 1, jac_rows.shape[1])
+            space.scatter_points(coef, jac_rows, out=acc["products"], dof_rows=row_map,
                                  elements=slice(sl.start // space.n_qp, sl.stop // space.n_qp))
 
         def curvature(_jac) -> torch.Tensor:
             products = acc.pop("products")
-            rj = products[:, self.rows].reshape(-1, products.shape[-1])
+            products[:, n_rows] = 0.0
+            rj = products.view(-1, products.shape[-1])                 # (C(v_k) J) on the rows, stacked
             return 2 * (rj.T @ rj)
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=space.n_qp)

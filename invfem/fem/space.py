@@ -80,6 +80,9 @@ class FunctionSpace:
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=self.device)
         self.free_index = index(self.free_dofs)                      # the same, as tensors (hot path)
         self.dirichlet_index = index(self.dirichlet_dofs)
+        rows = np.full(b.N, self.free_dofs.size, dtype=np.int64)     # dof -> free row; Dirichlet -> n_free
+        rows[self.free_dofs] = np.arange(self.free_dofs.size)
+        self.free_rows = index(rows)
         self.element_dofs = index(b.element_dofs)                                         # (n_loc, n_elem)
         self.phi = t(np.stack([np.asarray(bf[0]) for bf in b.basis]))                           # (n_loc, n_elem, n_qp)
         self.grad_phi = t(np.stack([bf[0].grad for bf in b.basis]))                       # (n_loc, 2, n_elem, n_qp)
@@ -122,7 +125,7 @@ class FunctionSpace:
         return torch.einsum("ae,adeq->eqd", u[self.element_dofs], self.grad_phi).reshape(-1, 2)
 
     def scatter_points(self, coef: torch.Tensor, rows: torch.Tensor, out: torch.Tensor | None = None,
-                       elements: slice | None = None) -> torch.Tensor:
+                       elements: slice | None = None, dof_rows: torch.Tensor | None = None) -> torch.Tensor:
         """``out[k, dofs[a, e], :] += sum_q coef[e, k * n_loc + a, q] rows[e * n_qp + q, :]``.
 
         The product ``C^T rows`` of a point-to-dof coupling ``C`` that lives on the elements
@@ -131,32 +134,53 @@ class FunctionSpace:
         ``C(u)[:, q] = (dA/dkappa_q) u``. One batched product over the elements and one
         row-wise ``index_add``: ``O(n_quad m)`` work, no sparse-matrix kernel. ``elements``:
         only those elements (``rows`` then holds just their points). Returns ``(k, n_dofs, m)``;
-        pass ``out`` (zeroed) to accumulate into a buffer.
+        pass ``out`` (zeroed) to accumulate into a buffer. ``dof_rows`` renumbers the output
+        rows (e.g. :attr:`free_rows`: free dofs first, every Dirichlet dof onto row ``n_free``,
+        so ``out[:, :n_free]`` is the free block without a copy); ``out`` then has
+        ``dof_rows.max() + 1`` rows.
         """
         elements = slice(0, self.n_elements) if elements is None else elements
         n_loc, n_qp = self.element_dofs.shape[0], self.n_qp
         coef = coef[elements]
         n_elem, k, m = coef.shape[0], coef.shape[1] // n_loc, rows.shape[1]
+        n_out = self.n_dofs if dof_rows is None else int(dof_rows.max()) + 1
         if out is None:
-            out = rows.new_zeros(k, self.n_dofs, m)
+            out = rows.new_zeros(k, n_out, m)
         rows = rows.reshape(n_elem, n_qp, m)
         dofs = self.element_dofs[:, elements].T                                 # (E, n_loc)
+        if dof_rows is not None:
+            dofs = dof_rows[dofs]
         group = max(1, _SCATTER_BYTES // (8 * n_elem * n_loc * m))              # couplings per batched product
         for k0 in range(0, k, group):
             k1 = min(k, k0 + group)
-            local = torch.bmm(coef[:, k0 * n_loc:k1 * n_loc], rows)             # (E, (k1 - k0) n_loc, m)
-            shift = torch.arange(k0, k1, device=rows.device)[:, None] * self.n_dofs
+            local = self._scratch((n_elem, (k1 - k0) * n_loc, m), rows)
+            torch.bmm(coef[:, k0 * n_loc:k1 * n_loc], rows, out=local)           # (E, (k1 - k0) n_loc, m)
+            shift = torch.arange(k0, k1, device=rows.device)[:, None] * n_out
             index = (dofs[:, None, :] + shift[None]).reshape(-1)
-            out.view(k * self.n_dofs, m).index_add_(0, index, local.view(-1, m))
+            out.view(k * n_out, m).index_add_(0, index, local.view(-1, m))
         return out
 
-    def gather_points(self, coef: torch.Tensor, nodal: torch.Tensor) -> torch.Tensor:
+    def _scratch(self, shape, like: torch.Tensor) -> torch.Tensor:
+        """A reusable work array (fresh large allocations cost page faults on every call)."""
+        size = 1
+        for d in shape:
+            size *= d
+        buf = self.__dict__.get("_scratch_buffer")
+        if buf is None or buf.numel() < size or buf.device != like.device or buf.dtype != like.dtype:
+            buf = like.new_empty(size)
+            self.__dict__["_scratch_buffer"] = buf
+        return buf[:size].view(shape)
+
+    def gather_points(self, coef: torch.Tensor, nodal: torch.Tensor, dof_rows: torch.Tensor | None = None
+                      ) -> torch.Tensor:
         """The transpose of :meth:`scatter_points` for one coupling: ``out[e * n_qp + q, :] =
-        sum_a coef[e, a, q] nodal[dofs[a, e], :]`` (``(n_quad, m)`` from nodal rows ``(n_dofs, m)``).
+        sum_a coef[e, a, q] nodal[dofs[a, e], :]`` (``(n_quad, m)`` from nodal rows ``(n_dofs, m)``,
+        or rows numbered by ``dof_rows`` as in :meth:`scatter_points`).
 
         With ``coef[e, a, q] = phi_a(x_q)`` it interpolates nodal columns to the points.
         """
-        local = nodal[self.element_dofs.T]                                      # (E, n_loc, m)
+        dofs = self.element_dofs.T if dof_rows is None else dof_rows[self.element_dofs.T]
+        local = nodal[dofs]                                                     # (E, n_loc, m)
         return torch.bmm(coef.transpose(1, 2), local).reshape(self.n_quad, nodal.shape[1])
 
     def integrate(self, values_q: torch.Tensor) -> torch.Tensor:

@@ -73,18 +73,22 @@ class LinearStateLoss:
         n_qp, n_points = space.n_qp, kappa.shape[0]
         acc: dict[str, torch.Tensor] = {}
 
+        rows = space.free_rows            # free dofs first; Dirichlet dofs onto a dump row
+        n_free = space.n_free
+
         def on_chunk(sl, jac_rows, _mixed):
             if not acc:
                 n_params = jac_rows.shape[1]
-                acc["products"] = jac_rows.new_zeros(2, space.n_dofs, n_params)
+                acc["products"] = jac_rows.new_zeros(2, n_free + 1, n_params)
                 if n_points < n_params:    # Q < P: U = du/dkappa by Q solves, then S = U J chunk by chunk
-                    c_u = space.scatter_points(coef_u, torch.eye(n_points, dtype=u.dtype, device=u.device))[0]
-                    acc["u_kappa"] = -sparse_solve(a_ff, c_u[free].contiguous(), solver)
-                    acc["sens"] = jac_rows.new_zeros(space.n_free, n_params)
+                    eye = torch.eye(n_points, dtype=u.dtype, device=u.device)
+                    c_u = space.scatter_points(coef_u, eye, dof_rows=rows)[0, :n_free]
+                    acc["u_kappa"] = sparse_solve(a_ff, c_u, solver).neg_()
+                    acc["sens"] = jac_rows.new_zeros(n_free, n_params)
             elements = slice(sl.start // n_qp, sl.stop // n_qp)
             coef = coef_lam if "u_kappa" in acc else torch.cat([coef_u, coef_lam], 1)
             space.scatter_points(coef, jac_rows, out=acc["products"][1:] if "u_kappa" in acc else acc["products"],
-                                 elements=elements)
+                                 elements=elements, dof_rows=rows)
             if "u_kappa" in acc:
                 acc["sens"].addmm_(acc["u_kappa"][:, sl], jac_rows)
 
@@ -92,16 +96,20 @@ class LinearStateLoss:
             products = acc.pop("products")
             sens = acc.pop("sens", None)
             if sens is None:
-                sens = sparse_solve(a_ff, products[0][free].contiguous(), solver).neg_()
+                sens = sparse_solve(a_ff, products[0, :n_free], solver).neg_()
             acc.clear()
-            y = self._hessian_apply(u, space.expand(sens))[free].mul_(0.5).sub_(products[1][free])
+            y = products[1, :n_free].neg_()                                  # Y = (1/2) (Hess m) S - C(lambda)^T J
+            self._add_half_hessian(y, u, sens)
             h = sens.T @ y
             return h.add_(h.T.clone())
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=n_qp)
 
-    def _hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """``Hess misfit (u)`` on the columns of ``directions`` (closed form where the misfit has one)."""
-        if hasattr(self.misfit, "hessian_apply"):
-            return self.misfit.hessian_apply(u, directions)
-        return vmap(lambda d: jvp(grad(self.misfit), (u,), (d,))[1], in_dims=1, out_dims=1)(directions)
+    def _add_half_hessian(self, y: torch.Tensor, u: torch.Tensor, sens: torch.Tensor) -> None:
+        """``y += (1/2) Hess misfit (u) S`` on the free rows (closed form where the misfit has one)."""
+        space = self.system.space
+        if hasattr(self.misfit, "add_hessian_product"):
+            self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
+            return
+        product = vmap(lambda d: jvp(grad(self.misfit), (u,), (d,))[1], in_dims=1, out_dims=1)(space.expand(sens))
+        y.add_(product[space.free_index], alpha=0.5)

@@ -7,6 +7,7 @@ are not used there because they do not work under ``torch.func`` transforms.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -147,6 +148,21 @@ class SparsityPattern:
         src, dst = (self.rows_t, self.cols_t) if transpose else (self.cols_t, self.rows_t)
         scale = values if x.ndim == 1 else values.unsqueeze(-1)
         return x.new_zeros((self.n,) + tuple(x.shape[1:])).index_add(0, dst, scale * x[src])
+
+    def csr(self, values: torch.Tensor) -> torch.Tensor:
+        """A ``torch.sparse_csr_tensor`` with these values (on their device) for fast sparse x dense
+        products outside ``torch.func`` transforms (sparse tensors do not work under them: use
+        :meth:`matvec` in differentiable code)."""
+        crow, col = self._csr_index(values.device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(crow, col, values, size=(self.n, self.n), check_invariants=False)
+
+    def _csr_index(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = ("csr", torch.device(device))
+        if key not in self._moved:
+            self._moved[key] = (torch.as_tensor(self.indptr, device=device), torch.as_tensor(self.indices, device=device))
+        return self._moved[key]
 
     def is_symmetric(self) -> bool:
         """Whether the pattern (not the values) is structurally symmetric."""

@@ -220,9 +220,10 @@ class _Pass:
                 da = s1[1][:, None, :] * w1[:, :, None]
             else:
                 da = torch.einsum("jiq,id->jdq", tt[l - 1][1], w1)
-            mixed = gm.permute(1, 0, 2)[:, None, :, :] * aug[l - 1][None, :-1, None, :] \
-                + wdelta[l][:, None, None, :] * da[None, :, :, :]                          # (n, k, n_in, c)
-            out[:, off:off + n * k, :] = mixed.reshape(n * k, n_in, c).permute(2, 0, 1)
+            for d in range(n_in):        # W part (i, j): (G dz/dx)[i, d] a_{l-1}[j] + delta^[i] (d a_{l-1}/dx)[j, d]
+                block = out[:, off:off + n * k, d].view(c, n, k)
+                torch.mul(gm[d].T[:, :, None], aug[l - 1][:-1].T[:, None, :], out=block)
+                block.addcmul_(wdelta[l].T[:, :, None], da[:, d, :].T[:, None, :])
             out[:, off + n * k:off + n * k + n, :] = gm.permute(2, 1, 0)
         self.input_hessian[sl] = torch.einsum("id,ijq,je->qde", w1, pt[1][1], w1)
 
