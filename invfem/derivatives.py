@@ -3,7 +3,8 @@
 All functions take a scalar loss ``f(theta) -> 0-d tensor`` built from torch ops and
 invfem Functions and use ``torch.func``:
 
-* gradient: reverse mode (``grad_and_value``);
+* gradient: reverse mode (``torch.autograd`` on plain tensors, ``grad_and_value`` inside
+  another transform);
 * Hessian-vector product: forward-over-reverse ``jvp(grad(f))`` (one extra forward
   tangent pass and one extra adjoint, on the cached factorization);
 * full Hessian: ``vmap`` of that product over the unit vectors, so every sparse solve
@@ -20,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from torch.func import grad, grad_and_value, jvp, vmap
 
 from invfem.errors import ShapeError
@@ -28,9 +30,19 @@ Loss = Callable[[torch.Tensor], torch.Tensor]
 
 
 def value_and_grad(f: Loss, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(f(theta), grad f(theta))`` by reverse mode."""
-    g, value = grad_and_value(f)(theta)
-    return value, g
+    """``(f(theta), grad f(theta))`` by reverse mode (detached).
+
+    On plain tensors it runs ``torch.autograd`` directly; inside a ``torch.func`` transform
+    (where ``theta`` is a wrapped tensor) it is ``torch.func.grad_and_value``, so it composes.
+    """
+    if retrieve_all_functorch_interpreters():
+        g, value = grad_and_value(f)(theta)
+        return value, g
+    x = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = f(x)
+        (g,) = torch.autograd.grad(value, x)
+    return value.detach(), g
 
 
 def hvp(f: Loss, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

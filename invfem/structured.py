@@ -30,6 +30,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import hessian as generic_hessian
+from invfem.derivatives import value_and_grad
 from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
 HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
@@ -67,7 +68,7 @@ def generic_linearization(outer, kappa: torch.Tensor) -> Linearization:
     ``P <= Q``: ``W J`` column by column (one batched HVP per column of J), then ``J^T (W J)``;
     ``Q < P``: ``W`` itself from ``Q`` HVPs, then ``J^T W J``.
     """
-    g = grad(outer)(kappa)
+    g = value_and_grad(outer, kappa)[1]
 
     def hvp_rows(directions):           # rows (k, Q) -> rows of W applied to them
         return vmap(lambda v: jvp(grad(outer), (kappa,), (v,))[1], chunk_size=HVP_CHUNK)(directions)

@@ -13,8 +13,6 @@ the observed steps, ``snapshots_given=(times, values)`` supplies data (times on 
 
 from __future__ import annotations
 
-import torch
-
 from invfem.fem import FunctionSpace, unit_square
 from invfem.fem.heat import HeatStepper, TrajectoryLoss
 from invfem.misfit import QuadraticMisfit

@@ -13,8 +13,6 @@ kappa_theta(x) = MLP(x) + 0.5 (2-20-20-20-1 tanh, 921 parameters).  No solve in 
 
 from __future__ import annotations
 
-import torch
-
 from invfem.fem import FunctionSpace, unit_square
 from invfem.fem.heat import HeatStepper
 from invfem.nn import MLP

@@ -19,8 +19,8 @@ import torch
 
 from invfem.fem import FunctionSpace, load_vector, unit_square
 from invfem.fem.nonlinear import NonlinearPoisson
-from invfem.nn import MLP
 from invfem.fem.residual import LinearResidualLoss
+from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
 from problems._common import noisy

@@ -38,7 +38,7 @@ def test_taylor_rates(name, gen):
 
 def _reference_poisson_residual(p):
     space = p.info["space"]
-    from invfem.fem import load_vector, stiffness_map
+    from invfem.fem import stiffness_map
     stiff = stiffness_map(space)
     u_obs = p.info["u_obs"]
     free = space.free_index

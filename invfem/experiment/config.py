@@ -49,7 +49,7 @@ class ExperimentConfig:
             check_device(self.device)
 
 
-def check_device(device) -> "torch.device":
+def check_device(device):
     """``torch.device(device)``, or ConfigError naming it when it is malformed or not available here."""
     import torch
 

@@ -72,11 +72,12 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
 
 
 def _plot_losses(runs, path: Path, config: ExperimentConfig) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     for r in runs:
         ax.semilogy([h["f"] for h in r["history"]], label=f"{r['method']} seed {r['seed']}")
     ax.set_xlim(left=0)
@@ -86,4 +87,3 @@ def _plot_losses(runs, path: Path, config: ExperimentConfig) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch.func import grad, jvp, vmap
 
+from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError, ShapeError
 from invfem.fem.operators import DirichletSystem, load_vector, mass_map, stiffness_map
 from invfem.fem.residual import LinearResidualLoss
@@ -150,7 +151,7 @@ class TrajectoryLoss:
             a_ff = st.system.condense_matrix(st.mass_values + s * dt * k_values)
             b_values = st.mass_values - (1 - s) * dt * k_values
             states = st.trajectory(kappa, self.u0)
-        m_states = grad(self.misfit)(states)
+        m_states = value_and_grad(self.misfit, states)[1]
         lam = states.new_zeros(n_steps + 1, space.n_dofs)           # lambda_k, k = 0..n_steps-1; lambda_n = 0
         rhs = m_states[n_steps][free]
         for k in range(n_steps - 1, -1, -1):

@@ -22,10 +22,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch.func import grad, jvp, vmap
 
+from invfem.derivatives import value_and_grad
 from invfem.errors import ConvergenceError, NonFiniteError
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
@@ -208,7 +208,7 @@ class NewtonStateLoss:
         u = pde.state(mlp, theta)
         kq, dkq = pde._state(kappa, u)
         a_ff = pde.jacobian_values(u, kq, dkq)                        # R_u on the free dofs
-        m_u = grad(self.misfit)(u)
+        m_u = value_and_grad(self.misfit, u)[1]
         lam = space.expand(sparse_solve(a_ff, m_u[free], solver, transpose=True))
         coef_u = stiffness.coupling(u)                                 # C(u)[:, q]      = K_q u
         coef_lam = stiffness.coupling(lam, transpose=True)             # C(lambda)[:, q] = K_q^T lambda

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch.func import grad, jvp, vmap
 
+from invfem.derivatives import value_and_grad
 from invfem.fem.operators import BilinearMap, DirichletSystem
 from invfem.linalg import sparse_solve
 from invfem.structured import Linearization
@@ -65,7 +66,7 @@ class LinearStateLoss:
             values = self.operator.values(kappa)
             a_ff = system.condense_matrix(values)
             u = self.solve(kappa)
-        m_u = grad(self.misfit)(u)
+        m_u = value_and_grad(self.misfit, u)[1]
         lam = space.expand(sparse_solve(a_ff, m_u[free], solver, transpose=True))
         coef_u = self.operator.coupling(u)                         # C(u):        (dA/dk_q) u
         coef_lam = self.operator.coupling(lam, transpose=True)     # C^T(lambda): (dA/dk_q)^T lambda

@@ -178,7 +178,7 @@ class _Pass:
         pt = [None] * (L + 1)
         pt[L] = {L: (g * d2phi + (0 if w is None else w * dphi * dphi))[None, None, :]}
         for l in range(L - 1, 0, -1):
-            w_next, n_l = layers[l][0], widths[l]
+            w_next = layers[l][0]
             pt[l] = {m: _times_rows(w_next.T, p).mul_(s1[l][:, None, :]) for m, p in pt[l + 1].items()}
             # G_l = D_l W_{l+1}^T G_{l+1} W_{l+1} D_l + diag(g abar_l sigma''):  P_{l,l+1} W_{l+1} D_l
             g_l = _times_rows(w_next.T, pt[l][l + 1].transpose(0, 1).contiguous()).mul_(s1[l][:, None, :])

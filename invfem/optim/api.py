@@ -17,8 +17,8 @@ import torch
 from invfem.errors import ConfigError, ShapeError
 from invfem.optim import baselines, steps
 from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
-from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions, ReflectiveOptions, ScipyOptions,
-                                  TrustExactOptions, parse_options)
+from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions,
+                                  ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
 from invfem.optim.oracle import Oracle
 from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, trust_region
 
@@ -161,7 +161,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
         else:
             settings = LoopSettings.from_options(opts)
         x, f, g, status, history = trust_region(
-            oracle, x0, lambda x, g: spec.model(oracle, x, g, opts, bounds), settings, callback)
+            oracle, x0, lambda x, g, previous: spec.model(oracle, x, g, opts, bounds, previous=previous), settings,
+            callback)
     message = STATUS_MESSAGES.get(status) or _EXTRA_STATUS[status]
     optimality = history[-1]["gnorm"]
     return OptimizeResult(x=torch.as_tensor(x, device=device), fun=float(f), jac=torch.as_tensor(g, device=device),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from invfem.derivatives import hessian as dense_hessian
-from invfem.derivatives import hvp
+from invfem.derivatives import hvp, value_and_grad
 from invfem.errors import NonFiniteError, ShapeError
 
 
@@ -56,10 +56,8 @@ class Oracle:
                 f = float(self._scalar(self.fun(t)))
             g = torch.as_tensor(self.jac(t), dtype=torch.float64)
         else:
-            t = t.clone().requires_grad_(True)
-            y = self._scalar(self.fun(t))
-            (g,) = torch.autograd.grad(y, t)
-            f = float(y.detach())
+            y, g = value_and_grad(lambda z: self._scalar(self.fun(z)), t)
+            f = float(y)
         g = g.detach().reshape(-1).cpu().numpy().astype(np.float64, copy=True)
         if g.shape[0] != self.n:
             raise ShapeError(f"gradient has {g.shape[0]} entries, expected {self.n}")
@@ -74,9 +72,9 @@ class Oracle:
         h = torch.as_tensor(h, dtype=torch.float64, device=self.device).detach()
         if h.shape != (self.n, self.n):
             raise ShapeError(f"Hessian has shape {tuple(h.shape)}, expected {(self.n, self.n)}")
-        if not bool(torch.isfinite(h).all()):
+        if not bool(torch.isfinite(h.sum())) and not bool(torch.isfinite(h).all()):
             raise NonFiniteError("the Hessian contains NaN or inf at an accepted iterate")
-        return 0.5 * (h + h.T)
+        return (h + h.T).mul_(0.5)
 
     def hessp(self, x):
         """v -> H(x) v: user ``hessp``, else the user ``hess`` built once, else forward-over-reverse

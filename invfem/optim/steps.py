@@ -13,8 +13,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from invfem.optim.subproblems import (_to_boundary, eigen_trust_region, gltr, model_value, more_sorensen,
-                                      steihaug_cg)
+from invfem.optim.subproblems import (_to_boundary, eigen_trust_region, eigenvalue_bounds, gltr, model_value,
+                                      more_sorensen, steihaug_cg)
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,23 @@ class ExactModel:
     """``trust-exact``: Moré–Sorensen on the dense Hessian, with ``torch.linalg`` on the
     Hessian's device (the GPU for a GPU loss)."""
 
-    def __init__(self, oracle, x, g, options, bounds=None):
+    def __init__(self, oracle, x, g, options, bounds=None, previous=None):
         self.H, self.options = oracle.hessian(x), options
         self.g = torch.as_tensor(g, device=self.H.device)
         self.optimality = float(np.linalg.norm(g))
+        self._solved = (np.inf, 0.0)       # (radius, multiplier) of the last solve on this model
+        # the Hessian changes little between iterates: start from the last multiplier
+        self._guess = previous._solved[1] if isinstance(previous, ExactModel) else None
+        self._bounds = eigenvalue_bounds(self.H)
 
     def step(self, radius) -> Step:
         o = self.options
-        sol = more_sorensen(self.H, self.g, radius, o.k_easy, o.k_hard, o.subproblem_maxiter)
+        # the multiplier is non-increasing in the radius: after a rejected step (smaller
+        # radius, same model) the last one is a lower bound
+        lower = self._solved[1] if radius <= self._solved[0] else 0.0
+        sol = more_sorensen(self.H, self.g, radius, o.k_easy, o.k_hard, o.subproblem_maxiter, lam_lower=lower,
+                            lam_guess=self._guess, bounds=self._bounds)
+        self._solved = (radius, sol.lam)
         step = _from_solution(self.H, self.g, sol)
         return replace(step, p=sol.p.cpu().numpy())
 
@@ -57,7 +66,7 @@ class KrylovModel:
 
     solver = staticmethod(steihaug_cg)
 
-    def __init__(self, oracle, x, g, options, bounds=None):
+    def __init__(self, oracle, x, g, options, bounds=None, previous=None):
         self.hessp, self.g, self.options = oracle.hessp(x), g, options
         self.optimality = float(np.linalg.norm(g))
 
@@ -82,7 +91,7 @@ class NewtonModel:
 
     kind = "damped"
 
-    def __init__(self, oracle, x, g, options, bounds=None):
+    def __init__(self, oracle, x, g, options, bounds=None, previous=None):
         H = oracle.hessian(x).cpu().numpy()
         self.H, self.g = H, g
         self.optimality = float(np.linalg.norm(g))
@@ -165,7 +174,7 @@ class ReflectiveModel:
     p_hat.C p_hat / 2.  Iterates stay strictly feasible.
     """
 
-    def __init__(self, oracle, x, g, options, bounds):
+    def __init__(self, oracle, x, g, options, bounds, previous=None):
         self.x, self.lb, self.ub, self.options = x, bounds[0], bounds[1], options
         H = oracle.hessian(x).cpu().numpy()
         v, dv = coleman_li_scaling(x, g, self.lb, self.ub)

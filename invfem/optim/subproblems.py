@@ -60,29 +60,61 @@ def _to_boundary(p, d, radius):
 # dense: Moré–Sorensen
 # ---------------------------------------------------------------------------------------
 
-def _lambda_bounds(H, gnorm, radius):
-    """Initial bracket [lo, hi] for the multiplier (Conn, Gould & Toint, section 7.3.8)."""
+def eigenvalue_bounds(H) -> tuple[float, float, float]:
+    """``(upper, minus_lower, min_diag)``: Gershgorin/norm bounds on the extreme eigenvalues of a
+    symmetric H (lambda_max <= upper, -lambda_min <= minus_lower) and its smallest diagonal entry.
+    They depend on H only: a model solving several subproblems computes them once."""
+    H = torch.as_tensor(H, dtype=torch.float64)
     diag = H.diagonal()
-    off = H.abs().sum(1) - diag.abs()
-    fro, inf = float(torch.linalg.norm(H)), float(H.abs().sum(1).max())
-    upper_eig = min(float((diag + off).max()), fro, inf)
-    minus_lower_eig = min(float((off - diag).max()), fro, inf)
-    lo = max(0.0, -float(diag.min()), gnorm / radius - upper_eig)
+    absolute = H.abs().sum(1)
+    off = absolute - diag.abs()
+    fro, inf = float(torch.linalg.norm(H)), float(absolute.max())
+    return min(float((diag + off).max()), fro, inf), min(float((off - diag).max()), fro, inf), float(diag.min())
+
+
+def _lambda_bounds(bounds, gnorm, radius):
+    """Initial bracket [lo, hi] for the multiplier (Conn, Gould & Toint, section 7.3.8)."""
+    upper_eig, minus_lower_eig, min_diag = bounds
+    lo = max(0.0, -min_diag, gnorm / radius - upper_eig)
     hi = max(0.0, gnorm / radius + minus_lower_eig)
     return lo, hi
 
 
-def _smallest_eigvec(chol, H, lam, sweeps=4):
-    """Unit z with small z.(H + lam I) z, by inverse iteration with the Cholesky factor."""
-    z = H.new_tensor(np.random.default_rng(12345).standard_normal(H.shape[0]))[:, None]
-    for _ in range(sweeps):
-        z = torch.cholesky_solve(z, chol)
-        z /= torch.linalg.norm(z)
-    z = z[:, 0]
-    return z, float(z @ (H @ z)) + lam
+class _Cholesky:
+    """Factorizations of ``H + lam I`` with ``torch.linalg`` on the device of ``H``.
+
+    The factor is taken of the column-major view of the symmetric matrix, so LAPACK gets
+    it without a copy and the triangular solves read it in place. (On the host, torch's
+    own BLAS only: interleaving it with numpy's OpenBLAS thread pool makes both spin.)
+    """
+
+    def __init__(self, H: torch.Tensor):
+        self.H = H
+        self.shifted = torch.empty_like(H)
+        self.chol = None
+
+    def factor(self, lam: float) -> bool:
+        self.shifted.copy_(self.H).diagonal().add_(lam)
+        self.chol, info = torch.linalg.cholesky_ex(self.shifted.mT)
+        return int(info) == 0
+
+    def lower_solve(self, b):
+        return torch.linalg.solve_triangular(self.chol, b[:, None], upper=False)[:, 0]
+
+    def solve(self, b):
+        y = torch.linalg.solve_triangular(self.chol, b[:, None], upper=False)
+        return torch.linalg.solve_triangular(self.chol.mT, y, upper=True)[:, 0]
+
+    def lowest_eigenpair(self):
+        w, v = torch.linalg.eigh(self.H)
+        return float(w[0]), v[:, 0]
+
+    def random(self):
+        return self.H.new_tensor(np.random.default_rng(12345).standard_normal(self.H.shape[0]))
 
 
-def more_sorensen(H, g, radius, k_easy=0.1, k_hard=0.2, maxiter=50) -> SubproblemSolution:
+def more_sorensen(H, g, radius, k_easy=0.1, k_hard=0.2, maxiter=50, lam_lower: float = 0.0,
+                  lam_guess: float | None = None, bounds: tuple | None = None) -> SubproblemSolution:
     """Nearly exact solution of the dense trust-region subproblem, hard case included.
 
     Finds lam >= 0 with (H + lam I) positive semidefinite, (H + lam I) p = -g and
@@ -94,44 +126,57 @@ def more_sorensen(H, g, radius, k_easy=0.1, k_hard=0.2, maxiter=50) -> Subproble
     ``maxiter`` factorizations it returns the best feasible step met (the Cauchy step if
     none), flagged ``converged=False`` — it never loops forever (cf. scipy issue 12513).
 
+    As scipy's ``trust-exact``, it starts at lam = 0 (the Newton step) only when the bracket
+    allows it (H has no negative diagonal entry). ``lam_lower``: a known lower bound on the
+    multiplier (the multiplier of the same model at a larger radius, after a rejected step);
+    ``lam_guess``: a starting multiplier inside the bracket (the previous iterate's) — both
+    save factorizations; ``bounds``: :func:`eigenvalue_bounds` of H if already known.
+
     ``H`` and ``g`` are numpy arrays or torch tensors; the work is done with ``torch.linalg``
-    on the device of a tensor ``H`` (the GPU for a GPU Hessian), and ``p`` comes back in the
-    type (and device) of ``g``.
+    on the device of ``H`` (the GPU for a GPU Hessian), and ``p`` comes back in the type
+    (and device) of ``g``.
     """
-    as_numpy = not torch.is_tensor(g)
-    H = torch.as_tensor(H, dtype=torch.float64)
-    g = torch.as_tensor(g, dtype=torch.float64, device=H.device)
-    sol = _more_sorensen(H, g, radius, k_easy, k_hard, maxiter)
-    if as_numpy:
+    h = torch.as_tensor(H, dtype=torch.float64)
+    sol = _more_sorensen(_Cholesky(h), torch.as_tensor(g, dtype=torch.float64, device=h.device), radius, k_easy,
+                         k_hard, maxiter, float(lam_lower), lam_guess, bounds or eigenvalue_bounds(h))
+    if not torch.is_tensor(g):
         sol = replace(sol, p=sol.p.cpu().numpy())
+    elif sol.p.device != g.device:
+        sol = replace(sol, p=sol.p.to(g.device))
     return sol
 
 
-def _more_sorensen(H, g, radius, k_easy, k_hard, maxiter) -> SubproblemSolution:
-    n = g.shape[0]
-    gnorm = float(torch.linalg.norm(g))
-    lo, hi = _lambda_bounds(H, gnorm, radius)
+def _norm(v) -> float:
+    return float(v @ v) ** 0.5
+
+
+def _more_sorensen(ops, g, radius, k_easy, k_hard, maxiter, lam_lower, lam_guess, bounds) -> SubproblemSolution:
+    H = ops.H
+    gnorm = _norm(g)
+    lo, hi = _lambda_bounds(bounds, gnorm, radius)
+    lo = max(lo, lam_lower)
+    hi = max(hi, lo)
     if gnorm == 0:
         # stationary point of the model: p = 0 unless H has negative curvature
-        w, v = torch.linalg.eigh(H)
-        if w[0] >= 0:
-            return SubproblemSolution(torch.zeros_like(g), 0.0, False, 1)
-        return SubproblemSolution(radius * v[:, 0], float(-w[0]), True, 1, hard_case=True, negative_curvature=True)
-    lam = 0.0  # try the Newton step first: an interior or near-boundary Newton step ends the search
+        w, v = ops.lowest_eigenpair()
+        if w >= 0:
+            return SubproblemSolution(g * 0.0, 0.0, False, 1)
+        return SubproblemSolution(radius * v, -w, True, 1, hard_case=True, negative_curvature=True)
+    # the Newton step first where the bracket allows it: an interior Newton step ends the search
+    lam = 0.0 if lo == 0 else max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
+    if lam_guess is not None and lo < lam_guess < hi:
+        lam = lam_guess
     best_p, best_m = None, math.inf
-    negative = bool(H.diagonal().min() < 0)
-    eye = torch.eye(n, dtype=H.dtype, device=H.device)
+    negative = bounds[2] < 0
 
     def keep(p):
         nonlocal best_p, best_m
         m = model_value(H, g, p)
-        if float(torch.linalg.norm(p)) <= radius * (1 + 1e-12) and m < best_m:
+        if _norm(p) <= radius * (1 + 1e-12) and m < best_m:
             best_p, best_m = p, m
 
     for it in range(1, maxiter + 1):
-        shifted = H + lam * eye
-        chol, info = torch.linalg.cholesky_ex(shifted)
-        if int(info) != 0 or not bool(torch.isfinite(chol).all()):
+        if not ops.factor(lam):
             # H + lam I is indefinite, so lam < -lambda_min <= lam*
             negative = negative or lam == 0
             lo = max(lo, lam)
@@ -139,19 +184,23 @@ def _more_sorensen(H, g, radius, k_easy, k_hard, maxiter) -> SubproblemSolution:
                 hi = max(2.0 * hi, 1.01 * lo + 1e-12)
             lam = max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
             continue
-        p = -torch.cholesky_solve(g[:, None], chol)[:, 0]
-        pnorm = float(torch.linalg.norm(p))
+        p = -ops.solve(g)
+        pnorm = _norm(p)
         if pnorm <= radius:
             if lam == 0:
                 return SubproblemSolution(p, 0.0, False, it)
             keep(p)
             hi = min(hi, lam)
             # hard-case test: move along an approximate eigenvector of lambda_min to the boundary
-            z, zhz = _smallest_eigvec(chol, H, lam)
+            z = ops.random()
+            for _ in range(4):              # inverse iteration with the Cholesky factor
+                z = ops.solve(z)
+                z = z / _norm(z)
+            zhz = float(z @ (H @ z)) + lam
             t_minus, t_plus = _to_boundary(p, z, radius)
             tau = min((t_minus, t_plus), key=lambda t: model_value(H, g, p + t * z))
             keep(p + tau * z)
-            if tau**2 * zhz <= k_hard * (float(p @ (shifted @ p)) + lam * radius**2):
+            if tau**2 * zhz <= k_hard * (float(p @ (H @ p)) + lam * pnorm**2 + lam * radius**2):
                 return SubproblemSolution(p + tau * z, lam, True, it, hard_case=True, negative_curvature=negative)
             lo = max(lo, lam - zhz)
         else:
@@ -159,12 +208,12 @@ def _more_sorensen(H, g, radius, k_easy, k_hard, maxiter) -> SubproblemSolution:
         if abs(pnorm - radius) <= k_easy * radius:
             return SubproblemSolution(p, lam, True, it, negative_curvature=negative)
         # Newton step on the secular equation 1/||p(lam)|| = 1/radius
-        q = torch.linalg.solve_triangular(chol, p[:, None], upper=False)
-        lam_new = lam + (pnorm / float(torch.linalg.norm(q))) ** 2 * (pnorm - radius) / radius
+        q = ops.lower_solve(p)
+        lam_new = lam + (pnorm / _norm(q)) ** 2 * (pnorm - radius) / radius
         lam = lam_new if lo < lam_new < hi else max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
     if best_p is None:
         best_p = _cauchy_step(H @ g, g, radius)
-    return SubproblemSolution(best_p, lam, bool(float(torch.linalg.norm(best_p)) >= radius * (1 - k_easy)),
+    return SubproblemSolution(best_p, lam, bool(_norm(best_p) >= radius * (1 - k_easy)),
                               maxiter, negative_curvature=negative, converged=False)
 
 

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from invfem.errors import NonFiniteError
 
@@ -55,7 +54,8 @@ class LoopSettings:
 
 
 def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, callback=None):
-    """Run the loop from ``x0``; ``build_model(x, g)`` returns the model at x.
+    """Run the loop from ``x0``; ``build_model(x, g, previous)`` returns the model at x
+    (``previous``: the model of the last accepted iterate, or None, for warm starts).
 
     Returns (x, f, g, status, history); ``history[k]`` is the state after k iterations
     (entry 0: the start) with f, gnorm (the optimality measure), radius (the one the step
@@ -67,7 +67,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
     f, g = oracle.value_and_grad(x)
     if not math.isfinite(f) or not np.all(np.isfinite(g)):
         raise NonFiniteError(f"fun or its gradient is not finite at x0 (f = {f})")
-    model = build_model(x, g)
+    model = build_model(x, g, None)
     radius = settings.initial_radius
     history = [history_entry(0, f, model.optimality, oracle, start)]
     status = 1
@@ -97,7 +97,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             f, g = oracle.value_and_grad(x)
             if not np.all(np.isfinite(g)):
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
-            model = build_model(x, g)
+            model = build_model(x, g, model)
         entry = history_entry(k, f, model.optimality, oracle, start, radius=used, rho=rho,
                        step_norm=float(np.linalg.norm(step.p)), accepted=accepted,
                        inner_iterations=int(step.inner_iterations), hard_case=bool(step.hard_case),
