@@ -335,9 +335,10 @@ def test_bfgs_inverse_update_equals_the_product_form():
     rho = 1 / (y @ s)
     eye = np.eye(7)
     expected = (eye - rho * np.outer(s, y)) @ inv_h @ (eye - rho * np.outer(y, s)) + rho * np.outer(s, s)
-    _update(inv_h, s, y)
-    np.testing.assert_allclose(inv_h, expected, rtol=1e-13, atol=1e-14)
-    np.testing.assert_allclose(inv_h @ y, s, rtol=1e-12)       # the secant equation H+ y = s
+    updated = torch.as_tensor(inv_h.copy())
+    _update(updated, torch.as_tensor(s), torch.as_tensor(y))
+    np.testing.assert_allclose(updated.numpy(), expected, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(updated.numpy() @ y, s, rtol=1e-12)       # the secant equation H+ y = s
 
 
 def test_bfgs_rejects_non_finite_trials():

@@ -7,7 +7,9 @@ matrix, expanded,
     H+ = H - rho (s (Hy)^T + (Hy) s^T) + (rho^2 y^T H y + rho) s s^T,
 
 is a rank-two correction: one product ``H y`` and ONE pass over ``H`` (a ``k = 2`` GEMM in
-place). The line search is scipy's (``line_search_wolfe1``, MINPACK's ``dcsrch``, with
+place). ``H`` is a torch tensor on the oracle's device, so its products run on the same
+thread pool as the loss and its gradient (a second BLAS pool — numpy's OpenBLAS — would
+spin against torch's on a small machine and make both several times slower). The line search is scipy's (``line_search_wolfe1``, MINPACK's ``dcsrch``, with
 ``line_search_wolfe2`` as fallback, strong Wolfe ``c1 = 1e-4``, ``c2 = 0.9``), the initial
 step guess and ``H0 = I`` are scipy's, so the iterates equal scipy's to round-off.
 
@@ -23,8 +25,8 @@ import time
 import warnings
 
 import numpy as np
-import scipy.linalg.blas as blas
 import scipy.optimize
+import torch
 
 from invfem.errors import NonFiniteError
 from invfem.optim.trust_region import history_entry
@@ -113,7 +115,7 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
         raise NonFiniteError(f"fun is not finite at x0 (f = {cache.f})") from None
     if not np.all(np.isfinite(g)):
         raise NonFiniteError("the gradient is not finite at x0")
-    inv_h = np.eye(n)
+    inv_h = torch.eye(n, dtype=torch.float64, device=oracle.device)
     old_f = f + np.linalg.norm(g) / 2          # scipy's initial step guess: |dx| ~ 1
     history = [history_entry(0, f, np.linalg.norm(g), oracle, start)]
     status = 1
@@ -121,7 +123,7 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
         if np.linalg.norm(g) <= options.gtol:
             status = 0
             break
-        p = -(inv_h @ g)
+        p = -(inv_h @ oracle.tensor(g)).cpu().numpy()
         try:
             found = _line_search(cache, x, p, f, g, old_f, options)
         except _NonFiniteTrial:      # cache.x is the trial where the loss was NaN/inf
@@ -137,7 +139,7 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
         x = x + s
         y = g_new - g
         f, g = f_new, g_new
-        _update(inv_h, s, y, require_curvature=not wolfe)
+        _update(inv_h, oracle.tensor(s), oracle.tensor(y), require_curvature=not wolfe)
         history.append(history_entry(k, f, np.linalg.norm(g), oracle, start, step_norm=float(np.linalg.norm(s)),
                                      accepted=True, inner_iterations=int(evaluations)))
         if callback is not None and callback({**history[-1], "x": oracle.tensor(x.copy())}):
@@ -152,7 +154,7 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
     return x, f, g, status, history
 
 
-def _update(inv_h: np.ndarray, s: np.ndarray, y: np.ndarray, require_curvature: bool = False) -> None:
+def _update(inv_h: torch.Tensor, s: torch.Tensor, y: torch.Tensor, require_curvature: bool = False) -> None:
     """``H <- H - rho (s (Hy)^T + (Hy) s^T) + (rho^2 y^T H y + rho) s s^T`` in place, O(n^2).
 
     ``rho = 1 / y^T s`` (scipy's ``rho = 1000`` when ``y^T s == 0``).
@@ -163,9 +165,6 @@ def _update(inv_h: np.ndarray, s: np.ndarray, y: np.ndarray, require_curvature: 
     rho = 1000.0 if ys == 0.0 else 1.0 / ys
     hy = inv_h @ y
     a = rho * rho * float(y @ hy) + rho
-    u = np.stack([s, hy], axis=1)                          # (n, 2)
-    v = np.stack([a * s - rho * hy, -rho * s], axis=1)      # U M with M = [[a, -rho], [-rho, 0]]
-    # U M U^T is symmetric, so updating the Fortran view H^T of the C array updates H, in place
-    out = blas.dgemm(1.0, u, v, beta=1.0, c=inv_h.T, trans_b=True, overwrite_c=True)
-    if not np.shares_memory(out, inv_h):      # pragma: no cover - BLAS wrapper copied after all
-        inv_h[...] = out.T
+    u = torch.stack([s, hy], dim=1)                           # (n, 2)
+    v = torch.stack([a * s - rho * hy, -rho * s], dim=1)       # U M with M = [[a, -rho], [-rho, 0]]
+    inv_h.addmm_(u, v.T)
