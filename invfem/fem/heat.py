@@ -172,15 +172,14 @@ class TrajectoryLoss:
             # Free-row numbering (free dofs first, Dirichlet dofs onto a zero dump row): S^k and
             # Y^k stacked as (n_steps, n_free + 1, P), so the final product needs no index copies.
             n_params = jac.shape[1]
-            sens = jac.new_zeros(n_steps, n_free + 1, n_params)         # S^k in row k - 1 (S^0 = 0: u0 is data)
-            buf = jac.new_zeros(1, n_free + 1, n_params)
+            # S^k in row k - 1 (S^0 = 0: u0 is data); first the right-hand sides -dt C(u^hat_k) J, then in place
+            sens = space.scatter_points(coef_u, jac, dof_rows=rows).mul_(-dt)
             for k in range(n_steps):
-                buf.zero_()
-                space.scatter_points(coef_u[:, k * n_loc:(k + 1) * n_loc], jac, out=buf, dof_rows=rows)
-                rhs = buf[0, :n_free].mul_(-dt)
+                rhs = sens[k, :n_free]
                 if k > 0:
-                    rhs += b_ff @ sens[k - 1, :n_free]
+                    rhs.addmm_(b_ff, sens[k - 1, :n_free])
                 sens[k, :n_free] = sparse_solve(a_ff, rhs, solver)
+            sens[:, n_free] = 0.0
             y = space.scatter_points(coef_lam, jac, dof_rows=rows).mul_(-dt)     # -dt C(lambda^hat_j)^T J
             self._add_half_hessian(y, states, sens)
             y[:, n_free] = 0.0
