@@ -29,7 +29,7 @@ def load_problem(name: str, seed: int = 0, **options) -> Problem:
 
 def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
     """Eigenvalues and the sign counts of reference 000 (|lambda| above 1e-6 lambda_max)."""
-    eig = np.linalg.eigvalsh(0.5 * (h + h.T).cpu().numpy())
+    eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()      # torch's BLAS pool, not numpy's
     cut = rel_threshold * np.abs(eig).max()
     return {"eigenvalues": eig.tolist(), "n_positive": int((eig > cut).sum()), "n_negative": int((eig < -cut).sum()),
             "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "symmetry_error": symmetry_error(h)}

@@ -61,21 +61,49 @@ def _to_boundary(p, d, radius):
 # ---------------------------------------------------------------------------------------
 
 def eigenvalue_bounds(H) -> tuple[float, float, float]:
-    """``(upper, minus_lower, min_diag)``: Gershgorin/norm bounds on the extreme eigenvalues of a
-    symmetric H (lambda_max <= upper, -lambda_min <= minus_lower) and its smallest diagonal entry.
-    They depend on H only: a model solving several subproblems computes them once."""
+    """``(upper, minus_lower, min_diag, ritz_min)``: Gershgorin/norm bounds on the extreme
+    eigenvalues of a symmetric H (lambda_max <= upper, -lambda_min <= minus_lower), its smallest
+    diagonal entry and its smallest Lanczos Ritz value (>= lambda_min, usually close). They
+    depend on H only: a model solving several subproblems computes them once."""
     H = torch.as_tensor(H, dtype=torch.float64)
     diag = H.diagonal()
     absolute = H.abs().sum(1)
     off = absolute - diag.abs()
     fro, inf = float(torch.linalg.norm(H)), float(absolute.max())
-    return min(float((diag + off).max()), fro, inf), min(float((off - diag).max()), fro, inf), float(diag.min())
+    return (min(float((diag + off).max()), fro, inf), min(float((off - diag).max()), fro, inf), float(diag.min()),
+            lowest_ritz_value(H))
+
+
+def lowest_ritz_value(H, steps: int = 30) -> float:
+    """The smallest Ritz value of ``steps`` Lanczos steps on symmetric H (re-orthogonalised):
+    an upper bound on lambda_min(H) that is usually close to it, so ``-value`` is a tight
+    lower bound on the trust-region multiplier when H is indefinite."""
+    H = torch.as_tensor(H, dtype=torch.float64)
+    n = H.shape[0]
+    m = min(steps, n)
+    basis = H.new_zeros(m, n)
+    q = H.new_tensor(np.random.default_rng(2024).standard_normal(n))
+    q /= torch.linalg.norm(q)
+    alphas, betas = [], []
+    for k in range(m):
+        basis[k] = q
+        w = H @ q
+        alphas.append(float(q @ w))
+        for _ in range(2):                                  # full re-orthogonalisation, twice
+            w -= basis[:k + 1].T @ (basis[:k + 1] @ w)
+        beta = float(torch.linalg.norm(w))
+        if beta <= 1e-12 * max(abs(a) for a in alphas) or k == m - 1:
+            break
+        betas.append(beta)
+        q = w / beta
+    t = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    return float(np.linalg.eigvalsh(t)[0])
 
 
 def _lambda_bounds(bounds, gnorm, radius):
     """Initial bracket [lo, hi] for the multiplier (Conn, Gould & Toint, section 7.3.8)."""
-    upper_eig, minus_lower_eig, min_diag = bounds
-    lo = max(0.0, -min_diag, gnorm / radius - upper_eig)
+    upper_eig, minus_lower_eig, min_diag = bounds[:3]
+    lo = max(0.0, -min_diag, gnorm / radius - upper_eig, -bounds[3] if len(bounds) > 3 else 0.0)
     hi = max(0.0, gnorm / radius + minus_lower_eig)
     return lo, hi
 
@@ -163,8 +191,14 @@ def _more_sorensen(ops, g, radius, k_easy, k_hard, maxiter, lam_lower, lam_guess
             return SubproblemSolution(g * 0.0, 0.0, False, 1)
         return SubproblemSolution(radius * v, -w, True, 1, hard_case=True, negative_curvature=True)
     # the Newton step first where the bracket allows it: an interior Newton step ends the search
-    lam = 0.0 if lo == 0 else max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo))
-    if lam_guess is not None and lo < lam_guess < hi:
+    # (H indefinite: lo >= -lambda_min from the Ritz value, usually close to it; the multiplier
+    # is near lo in the hard or nearly hard case, and Newton from its left converges monotonically)
+    lam = 0.0 if lo == 0 else min(max(math.sqrt(lo * hi), lo + 0.01 * (hi - lo)), 1.1 * lo)
+    if lam_lower > 0 and lam_lower >= lo:
+        # same model, smaller radius: the multiplier grows from the last one; Newton from the
+        # left of the root converges monotonically (the secular function is concave)
+        lam = lam_lower * (1 + 1e-3)
+    elif lam_guess is not None and lo < lam_guess < hi:
         lam = lam_guess
     best_p, best_m = None, math.inf
     negative = bounds[2] < 0
