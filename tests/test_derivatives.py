@@ -55,3 +55,15 @@ def test_taylor_test_fails_for_a_wrong_hessian(gen):
 def test_symmetry_error_sees_asymmetry():
     assert symmetry_error(torch.tensor([[1.0, 2.0], [0.0, 1.0]])) > 0.5
     assert symmetry_error(torch.zeros(2, 2)) == 0.0
+
+
+def test_value_and_grad_plain_and_inside_transforms():
+    x = torch.tensor([-1.2, 1.0, 0.3, 0.7])
+    f, g = value_and_grad(rosen, x)
+    assert not g.requires_grad and not f.requires_grad
+    torch.testing.assert_close(g, torch.func.grad(rosen)(x))
+    # inside vmap / jacrev it composes (torch.func path): rows of the Hessian
+    h_rows = torch.func.jacrev(lambda z: value_and_grad(rosen, z)[1])(x)
+    torch.testing.assert_close(h_rows, torch.autograd.functional.hessian(rosen, x))
+    batched = torch.func.vmap(lambda z: value_and_grad(rosen, z)[1])(torch.stack([x, 2 * x]))
+    torch.testing.assert_close(batched[1], torch.func.grad(rosen)(2 * x))

@@ -19,7 +19,10 @@ layer.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -157,10 +160,36 @@ class AutoBackend:
             return DenseFactor(pattern, values)
         if _has_cholespy() and pattern.is_symmetric() and _symmetric_values(pattern, values):
             try:
-                return CholmodFactor(pattern, values)
+                with _quiet_c_output():       # CHOLMOD prints "not positive definite" before raising
+                    return CholmodFactor(pattern, values)
             except SingularMatrixError:
                 pass                      # symmetric but indefinite: LU below
         return SuperLUFactor(pattern, values, "COLAMD")
+
+
+@contextlib.contextmanager
+def _quiet_c_output():
+    """Silence what C code writes to stdout/stderr (file descriptors 1 and 2) for the duration."""
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:            # no usable descriptors: nothing to silence
+        yield
+        return
+    libc = ctypes.CDLL(None)
+    try:
+        with open(os.devnull, "w") as devnull:
+            libc.fflush(None)
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                libc.fflush(None)        # C stdio buffers go to /dev/null, not to the restored stream
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 def _symmetric_values(pattern: SparsityPattern, values: torch.Tensor) -> bool:
