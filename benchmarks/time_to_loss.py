@@ -53,7 +53,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--target", type=float, default=1e-9)
     parser.add_argument("--methods", nargs="+", default=["trust-exact", "l-bfgs-b", "bfgs"])
+    parser.add_argument("--figure", help="write loss against wall time and iterations (PNG) here")
     args = parser.parse_args(argv)
+    runs = []
     torch.set_default_dtype(torch.float64)
     module = importlib.import_module(f"problems.{args.problem}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.problem} {args.n}x{args.n}, "
@@ -67,6 +69,36 @@ def main(argv=None):
             res, seconds, f100 = run(problem, method, args.target, BUDGETS.get(method, 10000))
             shown = f"{seconds:16.2f}" if seconds is not None else f"{'- (' + f'{res.fun:.1e}' + ')':>16}"
             print(f"{method:<12} {seed:>4} {res.nit:>6} {res.njev:>6} {res.nhev:>5} {shown} {f100:12.2e}", flush=True)
+            runs.append((method, seed, res.history))
+    if args.figure:
+        plot(runs, args.figure, f"{args.problem} {args.n}x{args.n}", args.target)
+
+
+def plot(runs, path, title, target):
+    """Loss against wall time (left) and iterations (right); one colour per method, one dash per seed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    colors, dashes = {}, ["-", "--", ":", "-."]
+    seeds = sorted({seed for _, seed, _ in runs})
+    for method, seed, history in runs:
+        color = colors.setdefault(method, f"C{len(colors)}")
+        style = dashes[seeds.index(seed) % len(dashes)]
+        f = [h["f"] for h in history]
+        axes[0].semilogy([h["time"] for h in history], f, style, color=color, label=f"{method} seed {seed}")
+        axes[1].semilogy([h["iter"] for h in history], f, style, color=color)
+    for ax, xlabel in zip(axes, ("wall time (s)", "iteration")):
+        ax.axhline(target, color="k", lw=0.6)
+        ax.set_xlabel(xlabel)
+    axes[1].set_xscale("log")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{title}: exact-Hessian trust region against quasi-Newton baselines", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

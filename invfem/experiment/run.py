@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     """Run every seed of ``config``; write ``results.json`` and ``loss.png`` under ``config.output``."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
+    # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
+    plotting = threading.Thread(target=_import_plotting, daemon=True)
+    plotting.start()
     runs = []
     for seed in config.seeds:
         device = {} if config.device is None else {"device": config.device}
@@ -66,9 +70,15 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         runs.append(record)
     results = {"config": asdict(config), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    plotting.join()
     _plot_losses(runs, out / "loss.png", config)
     log(f"results written to {out}/")
     return results
+
+
+def _import_plotting() -> None:
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
 
 
 def _plot_losses(runs, path: Path, config: ExperimentConfig) -> None:

@@ -74,7 +74,7 @@ def eigenvalue_bounds(H) -> tuple[float, float, float]:
             lowest_ritz_value(H))
 
 
-def lowest_ritz_value(H, steps: int = 30) -> float:
+def lowest_ritz_value(H, steps: int = 20) -> float:
     """The smallest Ritz value of ``steps`` Lanczos steps on symmetric H (re-orthogonalised):
     an upper bound on lambda_min(H) that is usually close to it, so ``-value`` is a tight
     lower bound on the trust-region multiplier when H is indefinite."""
