@@ -184,7 +184,7 @@ class TrajectoryLoss:
             self._add_half_hessian(y, states, sens)
             y[:, n_free] = 0.0
             h = sens.view(-1, n_params).T @ y.view(-1, n_params)
-            return h.add_(h.T.clone())
+            return h + h.T
 
         return Linearization(gradient=gradient, curvature=curvature)
 

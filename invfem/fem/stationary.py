@@ -102,7 +102,7 @@ class LinearStateLoss:
             y = products[1, :n_free].neg_()                                  # Y = (1/2) (Hess m) S - C(lambda)^T J
             self._add_half_hessian(y, u, sens)
             h = sens.T @ y
-            return h.add_(h.T.clone())
+            return h + h.T
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=n_qp)
 

@@ -251,17 +251,23 @@ class _Pass:
                 diagonal = torch.arange(n_l, device=r1.device) * (n_l + 1)          # i = i': symmetric in (j, j')
                 full[diagonal] = 0.5 * (full[diagonal] + full[diagonal].transpose(1, 2))
                 r1 = full
-            block = r1.view(n_l, n_m, k_l + 1, k_m + 1).permute(0, 2, 1, 3).clone()          # [i, j, i', j']
-            if m == l + 1:      # adjacent layers: r2[(j, i'), i] holds only the entries j' = i
-                block.diagonal(dim1=0, dim2=3).add_(self.r2[(l, m)].view(k_l + 1, n_m, n_l))
-            elif l < m:         # r2[(j, i'), (j', i)]
-                block[:, :, :, :k_m] += self.r2[(l, m)].view(k_l + 1, n_m, k_m, n_l).permute(3, 0, 1, 2)
+            block = r1.view(n_l, n_m, k_l + 1, k_m + 1).permute(0, 2, 1, 3)          # [i, j, i', j'] (a view)
             rw, cw = offsets[l - 1], offsets[m - 1]
             rb, cb = rw + n_l * k_l, cw + n_m * k_m
-            h[rw:rb, cw:cb].view(n_l, k_l, n_m, k_m).copy_(block[:, :k_l, :, :k_m])
+            ww = h[rw:rb, cw:cb].view(n_l, k_l, n_m, k_m)          # (W_l, W_m), (b_l, W_m): where r2 adds
+            bw = h[rb:rb + n_l, cw:cb].view(n_l, n_m, k_m)
+            ww.copy_(block[:, :k_l, :, :k_m])
             h[rw:rb, cb:cb + n_m].view(n_l, k_l, n_m).copy_(block[:, :k_l, :, k_m])
-            h[rb:rb + n_l, cw:cb].view(n_l, n_m, k_m).copy_(block[:, k_l, :, :k_m])
+            bw.copy_(block[:, k_l, :, :k_m])
             h[rb:rb + n_l, cb:cb + n_m].copy_(block[:, k_l, :, k_m])
+            if m == l + 1:      # adjacent layers: r2[(j, i'), i] holds only the entries j' = i
+                r2 = self.r2[(l, m)].view(k_l + 1, n_m, n_l)
+                ww.diagonal(dim1=0, dim2=3).add_(r2[:k_l])
+                bw.diagonal(dim1=0, dim2=2).add_(r2[k_l])
+            elif l < m:         # r2[(j, i'), (j', i)]
+                r2 = self.r2[(l, m)].view(k_l + 1, n_m, k_m, n_l).permute(3, 0, 1, 2)
+                ww.add_(r2[:, :k_l])
+                bw.add_(r2[:, k_l])
             if l < m:
                 rows, cols = slice(rw, rb + n_l), slice(cw, cb + n_m)
                 h[cols, rows] = h[rows, cols].T
