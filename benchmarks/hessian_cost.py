@@ -20,7 +20,6 @@ generic / structured >= 10 at every size. Also: relative difference to the gener
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -28,28 +27,7 @@ from torch.func import vmap
 
 from invfem.derivatives import hessian, hvp, symmetry_error, value_and_grad
 from problems.poisson_fem import make_problem
-
-
-def _median_time(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interleaved(fns: dict, repeat: int) -> dict:
-    """Median time of each function, the calls interleaved so machine noise hits all alike."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
+from _timing import interleaved
 
 
 def generic_hessian_time(loss, theta, chunk, limit):
@@ -87,9 +65,9 @@ def main(argv=None):
         n_params, n_quad = p.n_params, p.info["n_quad"]
         v = torch.randn(n_params, generator=torch.Generator().manual_seed(1))
         a, b = torch.randn(n_params, n_quad), torch.randn(n_quad, n_params)
-        t_grad = _median_time(lambda: value_and_grad(p.loss, theta), args.repeat)
-        t_hvp = _median_time(lambda: hvp(p.loss, theta, v), args.repeat)
-        times = interleaved({"hess": lambda: p.hessian(theta), "bound": lambda: a @ b}, args.repeat)
+        times = interleaved({"grad": lambda: value_and_grad(p.loss, theta), "hvp": lambda: hvp(p.loss, theta, v),
+                             "hess": lambda: p.hessian(theta), "bound": lambda: a @ b}, args.repeat)
+        t_grad, t_hvp = times["grad"], times["hvp"]
         solver.clear()
         solver.stats.reset()
         h = p.hessian(theta)

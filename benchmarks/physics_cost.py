@@ -24,27 +24,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
 import time
 
 import torch
 
 from invfem.derivatives import hessian, hvp, symmetry_error, value_and_grad
+from _timing import interleaved
 
 PROBLEMS = ("poisson_fem", "poisson_residual", "heat_residual", "heat_fem", "poisson_nonlinear_fem")
-
-
-def interleaved(fns: dict, repeat: int) -> dict:
-    """Median time of each function, the calls interleaved so machine noise hits all alike."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def inner_dimension(p) -> int:

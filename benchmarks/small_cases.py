@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
-import time
 
 import numpy as np
 import skfem
@@ -29,6 +27,7 @@ from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
+from _timing import interleaved
 
 
 def lshape_problem(refine: int, order: int, widths, n_obs: int = 12, seed: int = 0) -> Problem:
@@ -72,16 +71,8 @@ def main(argv=None):
     worst = np.inf
     for label, p in cases():
         theta = p.theta0
-        fns = {"s": lambda: p.hessian(theta), "g": lambda: hessian(p.loss, theta)}
-        for fn in fns.values():
-            fn()
-        times = {k: [] for k in fns}
-        for _ in range(args.repeat):
-            for k, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - start)
-        t_s, t_g = statistics.median(times["s"]), statistics.median(times["g"])
+        times = interleaved({"s": lambda: p.hessian(theta), "g": lambda: hessian(p.loss, theta)}, args.repeat)
+        t_s, t_g = times["s"], times["g"]
         h, h_ref = p.hessian(theta), hessian(p.loss, theta)
         diff = float(torch.linalg.norm(h - h_ref) / torch.linalg.norm(h_ref))
         worst = min(worst, t_g / t_s)
