@@ -109,12 +109,9 @@ def _lambda_bounds(bounds, gnorm, radius):
 
 
 class _Cholesky:
-    """Factorizations of ``H + lam I`` with ``torch.linalg`` on the device of ``H``.
-
-    The factor is taken of the column-major view of the symmetric matrix, so LAPACK gets
-    it without a copy and the triangular solves read it in place. (On the host, torch's
-    own BLAS only: interleaving it with numpy's OpenBLAS thread pool makes both spin.)
-    """
+    """Factorizations of ``H + lam I`` with ``torch.linalg`` on the device of ``H``, into one
+    reused work array. (On the host, torch's own BLAS only: interleaving it with numpy's
+    OpenBLAS thread pool makes both spin.)"""
 
     def __init__(self, H: torch.Tensor):
         self.H = H
@@ -123,7 +120,7 @@ class _Cholesky:
 
     def factor(self, lam: float) -> bool:
         self.shifted.copy_(self.H).diagonal().add_(lam)
-        self.chol, info = torch.linalg.cholesky_ex(self.shifted.mT)
+        self.chol, info = torch.linalg.cholesky_ex(self.shifted)
         return int(info) == 0
 
     def lower_solve(self, b):
