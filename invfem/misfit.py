@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.func import grad, jvp, vmap
+
+
+def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``Hess misfit (state)`` on a batch of directions ``state.shape + (k,)`` (same shape back):
+    the misfit's closed form (``hessian_apply``) where it has one, else batched HVPs."""
+    if hasattr(misfit, "hessian_apply"):
+        return misfit.hessian_apply(state, directions)
+    return vmap(lambda d: jvp(grad(misfit), (state,), (d,))[1], in_dims=-1, out_dims=-1)(directions)
+
 
 
 @dataclass(eq=False)

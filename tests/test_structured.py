@@ -94,3 +94,24 @@ def test_chooser_falls_back_to_the_generic_hessian():
     single = MLP([2, 4, 1])
     structured = CoefficientLoss(single, points, lambda k: (k ** 3).sum())
     assert Problem("s", single.init(0), structured, single, structure=structured).hessian_kind == "structured"
+
+
+@pytest.mark.parametrize("name", ["poisson_fem", "heat_fem", "poisson_nonlinear_fem"])
+def test_misfit_without_closed_form_hessian(name):
+    """A user's misfit (any torch function of the state) gets its curvature by batched HVPs."""
+    import dataclasses
+
+    p = make(name)
+    structure = p.structure
+    outer = structure.outer if hasattr(structure, "outer") else structure
+    quadratic = outer.misfit
+
+    def quartic(u):                         # not quadratic, couples every observed entry
+        r = u.reshape(-1)[quadratic.index] - quadratic.data
+        return (r ** 2).sum() + (r ** 4).sum() + r.sum() ** 2
+
+    swapped = dataclasses.replace(outer, misfit=quartic)
+    if hasattr(structure, "outer"):
+        swapped = CoefficientLoss(structure.mlp, structure.points, swapped)
+    theta = p.theta0 + 0.05
+    assert relative(swapped.hessian(theta), hessian(swapped, theta)) < 1e-10

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError, ShapeError
@@ -23,6 +22,7 @@ from invfem.fem.operators import DirichletSystem, load_vector, mass_map, stiffne
 from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import sparse_solve
+from invfem.misfit import apply_hessian
 from invfem.structured import Linearization
 
 SCHEMES = {"backward-euler": 1.0, "crank-nicolson": 0.5}
@@ -201,11 +201,5 @@ class TrajectoryLoss:
             return
         full = sens.new_zeros(n_steps + 1, space.n_dofs, sens.shape[-1])
         full[1:, space.free_index] = sens[:, :-1]
-        product = self._hessian_apply(states, full)
+        product = apply_hessian(self.misfit, states, full)
         y[:, :-1] += 0.5 * product[1:, space.free_index]
-
-    def _hessian_apply(self, states: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        """``Hess misfit (states)`` on the trailing columns of ``directions`` ``(n+1, n_dofs, P)``."""
-        if hasattr(self.misfit, "hessian_apply"):
-            return self.misfit.hessian_apply(states, directions)
-        return vmap(lambda d: jvp(grad(self.misfit), (states,), (d,))[1], in_dims=2, out_dims=2)(directions)

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConvergenceError, NonFiniteError
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
+from invfem.misfit import apply_hessian
 from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
 
@@ -253,9 +253,4 @@ class NewtonStateLoss:
         if hasattr(self.misfit, "add_hessian_product"):
             self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
             return
-        y.add_(self._hessian_apply(u, space.expand(sens))[space.free_index], alpha=0.5)
-
-    def _hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-        if hasattr(self.misfit, "hessian_apply"):
-            return self.misfit.hessian_apply(u, directions)
-        return vmap(lambda d: jvp(grad(self.misfit), (u,), (d,))[1], in_dims=1, out_dims=1)(directions)
+        y.add_(apply_hessian(self.misfit, u, space.expand(sens))[space.free_index], alpha=0.5)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import value_and_grad
 from invfem.fem.operators import BilinearMap, DirichletSystem
 from invfem.linalg import sparse_solve
+from invfem.misfit import apply_hessian
 from invfem.structured import Linearization
 
 
@@ -112,5 +112,4 @@ class LinearStateLoss:
         if hasattr(self.misfit, "add_hessian_product"):
             self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
             return
-        product = vmap(lambda d: jvp(grad(self.misfit), (u,), (d,))[1], in_dims=1, out_dims=1)(space.expand(sens))
-        y.add_(product[space.free_index], alpha=0.5)
+        y.add_(apply_hessian(self.misfit, u, space.expand(sens))[space.free_index], alpha=0.5)
