@@ -17,6 +17,16 @@ def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torc
 
 
 
+def add_hessian_on_free_rows(misfit, space, out: torch.Tensor, state: torch.Tensor, directions: torch.Tensor,
+                             alpha: float = 1.0) -> None:
+    """``out += alpha Hess misfit (state) D`` for a nodal state whose directions ``D`` (and ``out``)
+    live on the free dofs of ``space`` (rows in ``space.free_index`` order; Dirichlet entries 0)."""
+    if hasattr(misfit, "add_hessian_product"):
+        misfit.add_hessian_product(out, directions, space.free_rows, alpha=alpha)
+        return
+    out.add_(apply_hessian(misfit, state, space.expand(directions))[space.free_index], alpha=alpha)
+
+
 @dataclass(eq=False)
 class QuadraticMisfit:
     """``m(u) = sum_i w_i (u_flat[index_i] - data_i)^2``: observations of entries of a state.

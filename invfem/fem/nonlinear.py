@@ -29,7 +29,7 @@ from invfem.errors import ConvergenceError, NonFiniteError
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
-from invfem.misfit import apply_hessian
+from invfem.misfit import add_hessian_on_free_rows
 from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
 
@@ -243,14 +243,7 @@ class NewtonStateLoss:
         l_uu = pde.system.pattern.csr(pde.system.condense_matrix(stiffness.assemble(element)))
         y[0, :n_free].addmm_(l_uu, sens[:n_free], alpha=0.5)
         y = y[0, :n_free]
-        self._add_half_hessian(y, u, sens[:n_free])
+        add_hessian_on_free_rows(self.misfit, space, y, u, sens[:n_free], alpha=0.5)
         h = sens[:n_free].T @ y
         return terms.hessian.add_(h).add_(h.T)
 
-    def _add_half_hessian(self, y: torch.Tensor, u: torch.Tensor, sens: torch.Tensor) -> None:
-        """``y += (1/2) Hess misfit (u) S`` on the free rows."""
-        space = self.pde.space
-        if hasattr(self.misfit, "add_hessian_product"):
-            self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
-            return
-        y.add_(apply_hessian(self.misfit, u, space.expand(sens))[space.free_index], alpha=0.5)

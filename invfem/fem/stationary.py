@@ -28,7 +28,7 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.fem.operators import BilinearMap, DirichletSystem
 from invfem.linalg import sparse_solve
-from invfem.misfit import apply_hessian
+from invfem.misfit import add_hessian_on_free_rows
 from invfem.structured import Linearization
 
 
@@ -100,16 +100,8 @@ class LinearStateLoss:
                 sens = sparse_solve(a_ff, products[0, :n_free], solver).neg_()
             acc.clear()
             y = products[1, :n_free].neg_()                                  # Y = (1/2) (Hess m) S - C(lambda)^T J
-            self._add_half_hessian(y, u, sens)
+            add_hessian_on_free_rows(self.misfit, space, y, u, sens, alpha=0.5)
             h = sens.T @ y
             return h + h.T
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=n_qp)
-
-    def _add_half_hessian(self, y: torch.Tensor, u: torch.Tensor, sens: torch.Tensor) -> None:
-        """``y += (1/2) Hess misfit (u) S`` on the free rows (closed form where the misfit has one)."""
-        space = self.system.space
-        if hasattr(self.misfit, "add_hessian_product"):
-            self.misfit.add_hessian_product(y, sens, space.free_rows, alpha=0.5)
-            return
-        y.add_(apply_hessian(self.misfit, u, space.expand(sens))[space.free_index], alpha=0.5)
