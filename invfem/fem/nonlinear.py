@@ -246,4 +246,3 @@ class NewtonStateLoss:
         add_hessian_on_free_rows(self.misfit, space, y, u, sens[:n_free], alpha=0.5)
         h = sens[:n_free].T @ y
         return terms.hessian.add_(h).add_(h.T)
-
