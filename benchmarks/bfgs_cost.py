@@ -20,7 +20,7 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.optim import minimize
-from problems.poisson_fem import make_problem
+from invfem.problems.poisson_fem import make_problem
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ import torch
 from torch.func import vmap
 
 from invfem.derivatives import hessian, hvp, symmetry_error, value_and_grad
-from problems.poisson_fem import make_problem
+from invfem.problems.poisson_fem import make_problem
 from _timing import interleaved
 
 

@@ -78,7 +78,7 @@ def classical_suite(maxiter):
 
 def dnn_fem_suite(maxiter):
     """Reference 000 set-up at a small size: trust region vs quasi-Newton vs Adam on one loss."""
-    from problems.poisson_fem import make_problem
+    from invfem.problems.poisson_fem import make_problem
 
     problem = make_problem(n=10, seed=0)
     print(f"\nDNN-FEM poisson (10x10 P1, {problem.n_params} parameters), budget {maxiter} iterations "

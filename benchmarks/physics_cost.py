@@ -53,7 +53,7 @@ def main(argv=None):
     print(header)
     print("-" * len(header))
     for name in PROBLEMS:
-        module = importlib.import_module(f"problems.{name}")
+        module = importlib.import_module(f"invfem.problems.{name}")
         for n in args.sizes:
             p = module.make_problem(n=n, seed=0)
             theta, n_params, n_quad, inner = p.theta0, p.n_params, p.info["n_quad"], inner_dimension(p)

@@ -56,7 +56,7 @@ def cases():
     yield "L-shape P1 fine, 2-5-1", lshape_problem(4, 1, (2, 5, 1))
     for name in ("poisson_fem", "poisson_residual", "heat_residual", "heat_fem", "poisson_nonlinear_fem"):
         extra = {"n_steps": 5} if name.startswith("heat") else {}
-        yield f"{name} 3x3", importlib.import_module(f"problems.{name}").make_problem(n=3, **extra)
+        yield f"{name} 3x3", importlib.import_module(f"invfem.problems.{name}").make_problem(n=3, **extra)
 
 
 def main(argv=None):

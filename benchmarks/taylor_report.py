@@ -13,7 +13,7 @@ import torch
 from invfem.derivatives import taylor_test
 from invfem.fem import FunctionSpace, stiffness_map, unit_square
 from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
-from problems.poisson_fem import make_problem
+from invfem.problems.poisson_fem import make_problem
 
 
 def main():
@@ -38,7 +38,7 @@ def main():
     # h0 per loss: small enough to be asymptotic in r0, large enough for r2 to stay above round-off
     for name, h0 in (("poisson_residual", 1e-3), ("heat_residual", 1e-2), ("poisson_nonlinear_fem", 1e-2),
                      ("heat_fem", 1e-2)):
-        p = importlib.import_module(f"problems.{name}").make_problem(n=10, seed=0)
+        p = importlib.import_module(f"invfem.problems.{name}").make_problem(n=10, seed=0)
         d = torch.randn(p.n_params, generator=gen)
         cases[f"{name} loss (10x10, {p.n_params} params)"] = (p.loss, p.theta0, d / d.norm(), h0)
     print(f"{'function':46} {'rate r0':>8} {'rate r1':>8} {'rate r2':>8}   (min over 5 halvings)")

@@ -57,7 +57,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = []
     torch.set_default_dtype(torch.float64)
-    module = importlib.import_module(f"problems.{args.problem}")
+    module = importlib.import_module(f"invfem.problems.{args.problem}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.problem} {args.n}x{args.n}, "
           f"target loss {args.target:g}\n")
     header = f"{'method':<12} {'seed':>4} {'iters':>6} {'grads':>6} {'hess':>5} {'time to target s':>16} {'loss @100 it':>12}"

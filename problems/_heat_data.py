@@ -9,7 +9,7 @@ import torch
 
 from invfem.errors import ShapeError
 from invfem.fem.heat import HeatStepper, check_snapshot_times
-from problems._common import noisy
+from ._common import noisy
 
 
 def initial_state(space) -> torch.Tensor:

@@ -6,7 +6,7 @@
 with u^k from :class:`invfem.fem.heat.HeatStepper` (backward Euler, or Crank–Nicolson with
 ``scheme``).  A = M + s dt K(kappa_theta) is the same at every step: the forward trajectory,
 its adjoint and every Hessian-vector product of a full Hessian use ONE factorization.
-Defaults as :mod:`problems.heat_residual` (kappa_true of reference 000, f = 1,
+Defaults as :mod:`invfem.problems.heat_residual` (kappa_true of reference 000, f = 1,
 u0 = sin(pi x) sin(pi y), dt = 0.01, 20 steps, every step observed); ``observe_every`` thins
 the observed steps, ``snapshots_given=(times, values)`` supplies data (times on the step grid).
 """
@@ -19,8 +19,8 @@ from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
-from problems._heat_data import initial_state, snapshots
-from problems.poisson_fem import kappa_reference
+from ._heat_data import initial_state, snapshots
+from .poisson_fem import kappa_reference
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01, n_steps: int = 20,

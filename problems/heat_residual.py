@@ -18,8 +18,8 @@ from invfem.fem.heat import HeatStepper
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
-from problems._heat_data import initial_state, snapshots
-from problems.poisson_fem import kappa_reference
+from ._heat_data import initial_state, snapshots
+from .poisson_fem import kappa_reference
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01, n_steps: int = 20,

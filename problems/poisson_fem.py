@@ -23,7 +23,7 @@ from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
-from problems._common import noisy, observed_dofs
+from ._common import noisy, observed_dofs
 
 
 def kappa_reference(points: torch.Tensor) -> torch.Tensor:

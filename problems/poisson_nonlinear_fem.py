@@ -21,8 +21,8 @@ from invfem.fem.nonlinear import NewtonStateLoss, NonlinearPoisson
 from invfem.misfit import QuadraticMisfit
 from invfem.nn import MLP
 from invfem.problem import Problem
-from problems._common import noisy, observed_dofs
-from problems.poisson_residual import kappa_default
+from ._common import noisy, observed_dofs
+from .poisson_residual import kappa_default
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(1, 20, 20, 20, 1), activation="tanh",

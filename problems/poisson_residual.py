@@ -23,7 +23,7 @@ from invfem.fem.residual import LinearResidualLoss
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss
-from problems._common import noisy
+from ._common import noisy
 
 
 def kappa_default(u: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from invfem.errors import ConfigError
 from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
 from invfem.linalg.backends import AutoBackend, CholmodFactor, DenseFactor, SuperLUFactor, available_backends
 from invfem.optim import minimize, more_sorensen
-from problems import poisson_fem, poisson_nonlinear_fem
+from invfem.problems import poisson_fem, poisson_nonlinear_fem
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

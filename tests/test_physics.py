@@ -20,7 +20,7 @@ PROBLEMS = ("poisson_residual", "heat_residual", "poisson_nonlinear_fem", "heat_
 def tiny(name, **options):
     widths = (1, 4, 4, 1) if name.startswith("poisson") else (2, 4, 4, 1)
     extra = {"n_steps": 4} if name.startswith("heat") else {}
-    return importlib.import_module(f"problems.{name}").make_problem(n=3, widths=widths, **{**extra, **options})
+    return importlib.import_module(f"invfem.problems.{name}").make_problem(n=3, widths=widths, **{**extra, **options})
 
 
 @pytest.mark.parametrize("name", PROBLEMS)

@@ -3,7 +3,7 @@ import torch
 from torch.func import jacrev
 
 from invfem.derivatives import hessian, symmetry_error, taylor_test
-from problems import poisson_fem
+from invfem.problems import poisson_fem
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def make(name, order=1, network=NETWORKS[0], n=3, **options):
         positivity = "softplus"              # kappa(u) > 0 along the Newton path
     n_in = 1 if name in ("poisson_residual", "poisson_nonlinear_fem") else 2
     extra = {"n_steps": 3} if name.startswith("heat") else {}
-    return importlib.import_module(f"problems.{name}").make_problem(
+    return importlib.import_module(f"invfem.problems.{name}").make_problem(
         n=n, order=order, widths=(n_in, *hidden), activation=activation, positivity=positivity, seed=1,
         **extra, **options)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import pkgutil
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -20,12 +22,37 @@ from invfem.structured import hessian_path
 
 
 def load_problem(name: str, seed: int = 0, **options) -> Problem:
-    """``problems.<name>.make_problem(seed=seed, **options)``."""
-    try:
-        module = importlib.import_module(f"problems.{name}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"unknown problem {name!r} (no module problems.{name})") from exc
+    """``make_problem(seed=seed, **options)`` of a shipped problem (``invfem.problems.<name>``) or of a
+    user's file (``name`` a path ending in ``.py``, loaded by path: no package install needed)."""
+    module = problem_module(name)
+    if not hasattr(module, "make_problem"):
+        raise ConfigError(f"{name}: defines no make_problem(seed, **options)")
     return module.make_problem(seed=seed, **options)
+
+
+def shipped_problems() -> list[str]:
+    """Names of the problems in ``invfem.problems``."""
+    import invfem.problems
+    return sorted(m.name for m in pkgutil.iter_modules(invfem.problems.__path__) if not m.name.startswith("_"))
+
+
+def problem_module(name: str):
+    """The module that defines a problem: a shipped one by name or a ``.py`` file by path."""
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"problem file not found: {path}")
+        spec = importlib.util.spec_from_file_location(f"invfem_user_problem_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: say which file failed, keep the cause
+            raise ConfigError(f"{path}: could not be loaded: {type(exc).__name__}: {exc}") from exc
+        return module
+    if name not in shipped_problems():
+        raise ConfigError(f"unknown problem {name!r}; valid: {shipped_problems()} or a path to a .py file "
+                          "defining make_problem(seed, **options)")
+    return importlib.import_module(f"invfem.problems.{name}")
 
 
 def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
