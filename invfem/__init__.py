@@ -6,8 +6,9 @@ Hessian-vector product, full Hessian (:mod:`invfem.derivatives`) -> optimizer (:
 """
 
 from invfem.derivatives import hessian, hvp, symmetry_error, taylor_test, value_and_grad
-from invfem.errors import (BackendError, ConfigError, ConvergenceError, InvfemError, NonFiniteError,
-                           PatternMismatchError, ShapeError, SingularMatrixError)
+from invfem.errors import (BackendError, ConfigError, ConvergenceError, InvalidTrialPoint, InvfemError,
+                           NonFiniteError, NonPositiveCoefficientError, PatternMismatchError, ShapeError,
+                           SingularMatrixError)
 from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
 from invfem.nn import MLP
 from invfem.optim import OptimizeResult, minimize
@@ -15,6 +16,7 @@ from invfem.problem import Problem
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvfemError", "MLP", "NonFiniteError",
+__all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvalidTrialPoint", "InvfemError", "MLP",
+           "NonFiniteError", "NonPositiveCoefficientError",
            "OptimizeResult", "PatternMismatchError", "Problem", "ShapeError", "SingularMatrixError", "SparseSolver",
            "SparsityPattern", "hessian", "hvp", "minimize", "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]

@@ -36,3 +36,16 @@ class ConvergenceError(InvfemError, RuntimeError):
 
 class ConfigError(InvfemError, ValueError):
     """An experiment configuration or an options set holds an invalid entry."""
+
+
+class InvalidTrialPoint(InvfemError, ValueError):
+    """The loss is not defined at this point (a physical constraint is violated).
+
+    Optimizers treat it like a NaN loss at a trial point: the step is rejected (the trust
+    radius shrinks) and the history counts it (``invalid_trials``). At the start point, or
+    outside an optimizer, it is an error.
+    """
+
+
+class NonPositiveCoefficientError(InvalidTrialPoint):
+    """An assembled coefficient (kappa at a quadrature point) is <= 0: the operator is not elliptic."""

@@ -354,3 +354,35 @@ def test_bfgs_rejects_non_finite_trials():
     assert res.success and all(math.isfinite(h["f"]) for h in res.history)
     x_star = (11 - math.sqrt(121 - 32)) / 4        # 1/(0.5 - x) = 2 (5 - x)
     assert res.x.item() == pytest.approx(x_star, abs=1e-7)
+
+
+def _undefined_beyond_one(x, target=2.0):
+    """(x - target)^2 - log(1 - x), undefined (InvalidTrialPoint) for x >= 1: a physical constraint."""
+    from invfem.errors import InvalidTrialPoint
+
+    if bool((x >= 1).any()):
+        raise InvalidTrialPoint(f"x = {float(x.detach().max())} >= 1")
+    return torch.sum((x - target) ** 2) - torch.sum(torch.log(1.0 - x))
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "trust-ncg", "newton-damped", "bfgs"])
+def test_undefined_trial_points_are_rejected_and_counted(method):
+    options = {"initial_radius": 10.0} if method.startswith("trust") else {"mu": 0.0} if method == "newton-damped" else {}
+    # BFGS's first trial step has length ~1: a 1-D pull towards 5 sends it beyond x = 1
+    target, n = (5.0, 1) if method == "bfgs" else (2.0, 3)
+    res = minimize(lambda x: _undefined_beyond_one(x, target), torch.zeros(n), method=method, options=options)
+    assert res.success, res.message
+    assert res.history[-1]["invalid_trials"] >= 1
+    x_star = ((target + 1) - math.sqrt((target + 1) ** 2 - 2 * (2 * target - 1))) / 2   # 2(x - t)(1 - x) + 1 = 0
+    np.testing.assert_allclose(res.x.numpy(), x_star, atol=1e-6)
+
+
+def test_undefined_points_end_the_baselines_that_cannot_reject_them():
+    from invfem.errors import InvalidTrialPoint
+
+    res = minimize(_undefined_beyond_one, torch.zeros(3), method="adam", options={"lr": 2.0, "maxiter": 50})
+    assert res.status == 4 and res.history[-1]["invalid_trials"] == 1 and bool((res.x < 1).all())
+    res = minimize(_undefined_beyond_one, torch.zeros(3), method="l-bfgs-b")
+    assert res.status in (0, 7) and bool((res.x < 1).all())
+    with pytest.raises(InvalidTrialPoint, match="x = 1.5"):
+        minimize(_undefined_beyond_one, torch.full((3,), 1.5), method="trust-exact")

@@ -13,7 +13,7 @@ coefficient ``c`` at the quadrature points, so its CSR values are
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,10 +31,15 @@ class BilinearMap:
     ``(dofs[a, e], dofs[b, e])``. Build with :func:`stiffness_map` or :func:`mass_map`.
     """
 
-    space: FunctionSpace
-    local: torch.Tensor
-    pattern: SparsityPattern
-    slots: torch.Tensor
+    space: FunctionSpace = field(repr=False)
+    local: torch.Tensor = field(repr=False)
+    pattern: SparsityPattern = field(repr=False)
+    slots: torch.Tensor = field(repr=False)
+
+    def __repr__(self) -> str:
+        n_elem, n_loc = self.local.shape[:2]
+        return (f"BilinearMap({self.pattern.n}x{self.pattern.n}, nnz={self.pattern.nnz}, {n_elem} elements x "
+                f"{n_loc} local dofs, {self.space.n_quad} quadrature points)")
 
     @classmethod
     def from_local(cls, space: FunctionSpace, local: torch.Tensor) -> "BilinearMap":

@@ -14,27 +14,11 @@ import numpy as np
 import skfem
 import torch
 
-from invfem.errors import ShapeError
+from invfem.errors import ConfigError, ShapeError
+from invfem.fem.meshes import unit_square  # noqa: F401  (the docstring example)
 
 _ELEMENTS = {1: skfem.ElementTriP1, 2: skfem.ElementTriP2}
 _SCATTER_BYTES = 32 * 2 ** 20     # temporary of one batched product in FunctionSpace.scatter_points
-
-
-def unit_square(n: int, m: int | None = None) -> skfem.MeshTri:
-    """Structured mesh of the unit square with ``n x m`` squares, each cut into 2 triangles.
-
-    ``unit_square(10)`` has 121 nodes and 200 triangles.
-    """
-    return rectangle(n, n if m is None else m)
-
-
-def rectangle(n: int, m: int, x: tuple[float, float] = (0.0, 1.0), y: tuple[float, float] = (0.0, 1.0)) -> skfem.MeshTri:
-    """Structured triangle mesh of ``[x0, x1] x [y0, y1]`` with ``n x m`` cells."""
-    if int(n) < 1 or int(m) < 1:
-        raise ShapeError(f"a mesh needs at least one cell per direction, got n={n}, m={m}")
-    if not (x[1] > x[0] and y[1] > y[0]):
-        raise ShapeError(f"empty rectangle x={x}, y={y}")
-    return skfem.MeshTri.init_tensor(np.linspace(x[0], x[1], int(n) + 1), np.linspace(y[0], y[1], int(m) + 1))
 
 
 @dataclass(eq=False)
@@ -47,9 +31,27 @@ class FunctionSpace:
     order : 1 or 2.
     intorder : quadrature order (default ``2 * order``, exact for mass matrices).
     dirichlet : ``"boundary"`` (all boundary dofs, default), ``None`` (no Dirichlet dofs),
-        or an array of dof indices.
+        names of boundaries of the mesh (gmsh physical groups: ``["left", "top"]``), or an
+        array of dof indices.
     device : where its tensors live (``"cpu"`` default, ``"cuda"``); every operator, load
         and solver built on the space follows it.
+
+    Attributes
+    ----------
+    basis : the scikit-fem ``CellBasis`` (``basis.probes``, ``basis.interpolate``, ...).
+    quadrature_points : ``(n_quad, 2)`` coordinates of every quadrature point (element-major:
+        point ``e * n_qp + q``) — where a coefficient kappa lives.
+    dof_coordinates : ``(n_dofs, 2)`` coordinates of every degree of freedom.
+    free_dofs, dirichlet_dofs : numpy index arrays of the free and prescribed dofs;
+        ``free_index``, ``dirichlet_index``: the same as tensors; ``free_rows``: dof -> its
+        position among the free dofs (Dirichlet dofs -> ``n_free``).
+    element_dofs : ``(n_loc, n_elements)`` dofs of every element.
+    phi, grad_phi, dx : basis values ``(n_loc, E, n_qp)``, gradients ``(n_loc, 2, E, n_qp)`` and
+        quadrature weights times Jacobians ``(E, n_qp)``.
+
+    >>> space = FunctionSpace(unit_square(4), order=2)
+    >>> space.n_dofs, space.n_free, space.n_quad
+    (81, 49, 192)
     """
 
     mesh: skfem.MeshTri
@@ -69,6 +71,10 @@ class FunctionSpace:
             dirichlet = b.get_dofs().flatten()
         elif self.dirichlet is None:
             dirichlet = np.zeros(0, dtype=np.int64)
+        elif isinstance(self.dirichlet, str) or (isinstance(self.dirichlet, (list, tuple)) and self.dirichlet
+                                                  and all(isinstance(d, str) for d in self.dirichlet)):
+            names = [self.dirichlet] if isinstance(self.dirichlet, str) else list(self.dirichlet)
+            dirichlet = np.concatenate([self.boundary_dofs(name) for name in names])
         else:
             dirichlet = np.asarray(self.dirichlet, dtype=np.int64).ravel()
             if dirichlet.size and (dirichlet.min() < 0 or dirichlet.max() >= b.N):
@@ -89,6 +95,16 @@ class FunctionSpace:
         self.dx = t(b.dx)                                                                 # (n_elem, n_qp)
         self.quadrature_points = t(np.asarray(b.global_coordinates()).reshape(2, -1).T)         # (n_quad, 2)
         self.dof_coordinates = t(b.doflocs.T)                                             # (n_dofs, 2)
+
+    def boundary_dofs(self, name: str) -> np.ndarray:
+        """Dofs on a named boundary of the mesh (gmsh physical group, or ``"boundary"`` for all)."""
+        if name == "boundary":
+            return self.basis.get_dofs().flatten()
+        boundaries = getattr(self.mesh, "boundaries", None) or {}
+        if name not in boundaries:
+            raise ConfigError(f"unknown boundary {name!r}; the mesh has {sorted(boundaries) or 'no named boundaries'} "
+                              "(and 'boundary' for all of it)")
+        return self.basis.get_dofs(boundaries[name]).flatten()
 
     @property
     def n_dofs(self) -> int:

@@ -58,7 +58,9 @@ METHODS = {
 }
 
 _EXTRA_STATUS = {4: "non-finite loss", 5: "the scipy method stopped early",
-                 STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)"}
+                 STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)",
+                 baselines.STATUS_INVALID: "the scipy method met an undefined trial point (InvalidTrialPoint) and "
+                                           "stopped at its last iterate"}
 
 
 def _bounds(bounds, n):
@@ -113,23 +115,27 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
              jac=None, hess=None, hessp=None) -> OptimizeResult:
     """Minimise ``fun`` (flat float64 tensor -> 0-d tensor) from ``x0``.
 
-    ``method``: one of ``METHODS`` (trust-exact, trust-ncg, trust-krylov, trust-reflective,
-    newton-damped, newton-exact, saddle-free-newton, adam, bfgs (invfem's O(n^2) BFGS),
-    scipy-bfgs, l-bfgs-b).  ``bounds``:
-    ``(lower, upper)`` (tensors, arrays or scalars; +-inf allowed) or
-    ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them (x0 must lie
-    inside; trust-reflective keeps iterates strictly feasible and moves entries of x0 lying
-    on a bound inside by a relative 1e-10).
-    ``options``: None, a dict, a preset name (``"reference-001"`` for trust-ncg), or the
-    method's options dataclass; unknown keys raise ``ConfigError`` naming the valid ones.
-    Derivatives come from ``torch.func`` unless ``jac(x)``, ``hess(x)`` or ``hessp(x, v)``
-    are given. ``fun`` sees tensors on the device of ``x0``; ``x`` and ``jac`` come back there.  ``callback(state)`` receives each iteration's state (the history entry plus
-    ``x``) and stops the run by returning True.
+    * ``method``: one of ``METHODS`` (trust-exact, trust-ncg, trust-krylov, trust-reflective,
+      newton-damped, newton-exact, saddle-free-newton, adam, bfgs (invfem's O(n^2) BFGS),
+      scipy-bfgs, l-bfgs-b).
+    * ``bounds``: ``(lower, upper)`` (tensors, arrays or scalars; +-inf allowed) or
+      ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them. x0 must lie
+      inside; trust-reflective keeps iterates strictly feasible and moves entries of x0
+      lying on a bound inside by a relative 1e-10.
+    * ``options``: None, a dict, a preset name (``"reference-001"`` for trust-ncg), or the
+      method's options dataclass; unknown keys raise ``ConfigError`` naming the valid ones.
+    * Derivatives come from ``torch.func`` unless ``jac(x)``, ``hess(x)`` or ``hessp(x, v)``
+      are given. ``fun`` sees tensors on the device of ``x0``; ``x`` and ``jac`` come back there.
+    * ``callback(state)`` receives each iteration's state (the history entry plus ``x``) and
+      stops the run by returning True.
+    * A trial point where ``fun`` is NaN/inf, or raises :class:`~invfem.errors.InvalidTrialPoint`
+      (e.g. a coefficient <= 0), is a rejected step; the history counts the latter
+      (``invalid_trials``).
 
     Returns an :class:`OptimizeResult`: ``x`` and ``jac`` as tensors, ``fun``, ``nit``,
     ``nfev``, ``njev``, ``nhev``, ``status`` (0 converged, 1 maxiter, 2 callback, 3 radius
-    collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed), ``message``,
-    ``success``, ``history``.
+    collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 7 a scipy method met
+    an undefined trial point), ``message``, ``success``, ``history``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid: {sorted(METHODS)}")

@@ -13,8 +13,11 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from invfem.errors import NonFiniteError
+from invfem.errors import InvalidTrialPoint, NonFiniteError
 from invfem.optim.trust_region import history_entry
+
+
+STATUS_INVALID = 7      # see invfem.optim.api: a scipy baseline met an undefined trial point
 
 
 def _entry(k, f, g, oracle, start, **step):
@@ -22,7 +25,8 @@ def _entry(k, f, g, oracle, start, **step):
 
 
 def adam(oracle, x0, options, callback=None, bounds=None):
-    """Adam with a fixed learning rate; stops at ||g|| < gtol, a non-finite loss, or maxiter."""
+    """Adam with a fixed learning rate; stops at ||g|| < gtol, maxiter, or a step to a non-finite or
+    undefined loss (status 4, x stays at the last valid point)."""
     start = time.perf_counter()
     x = torch.tensor(x0, dtype=torch.float64)
     opt = torch.optim.Adam([x], lr=options.lr, betas=options.betas)
@@ -38,11 +42,15 @@ def adam(oracle, x0, options, callback=None, bounds=None):
         old = x.detach().clone()
         x.grad = torch.as_tensor(g)
         opt.step()
-        f, g = oracle.value_and_grad(x.detach().numpy())
-        history.append(_entry(k, f, g, oracle, start, step_norm=float(torch.linalg.norm(x.detach() - old))))
-        if not math.isfinite(f):
+        f_new, g_new = oracle.trial_value_and_grad(x.detach().numpy())
+        if g_new is None or not math.isfinite(f_new):   # Adam has no step to reject: the run ends here
+            with torch.no_grad():
+                x.copy_(old)
+            history.append(_entry(k, f, g, oracle, start, f_trial=f_new, accepted=False))
             status = 4
             break
+        f, g = f_new, g_new
+        history.append(_entry(k, f, g, oracle, start, step_norm=float(torch.linalg.norm(x.detach() - old))))
         if callback is not None and callback({**history[-1], "x": x.detach().clone()}):
             status = 2
             break
@@ -78,8 +86,15 @@ def scipy_method(name):
         scipy_options = {"maxiter": options.maxiter, "gtol": options.gtol}
         if name == "L-BFGS-B":
             scipy_options["ftol"] = 0.0  # stop on the gradient, as the other methods do
-        res = scipy.optimize.minimize(fg, np.asarray(x0), jac=True, method=name, bounds=bounds, callback=cb,
-                                      options=scipy_options)
+        try:
+            res = scipy.optimize.minimize(fg, np.asarray(x0), jac=True, method=name, bounds=bounds, callback=cb,
+                                          options=scipy_options)
+        except InvalidTrialPoint:
+            # scipy's line searches cannot reject an undefined point (L-BFGS-B even reports
+            # convergence on an inf); end the run at the last iterate instead
+            oracle.ninvalid += 1
+            f, g = fg(prev[0])
+            return prev[0], f, g, STATUS_INVALID, history
         status = {0: 0, 1: 1}.get(int(res.status), 2 if "callback" in str(res.message).lower() else 5)
         f, g = fg(res.x)
         return np.asarray(res.x), f, g, status, history

@@ -13,7 +13,8 @@ spin against torch's on a small machine and make both several times slower). The
 ``line_search_wolfe2`` as fallback, strong Wolfe ``c1 = 1e-4``, ``c2 = 0.9``), the initial
 step guess and ``H0 = I`` are scipy's, so the iterates equal scipy's to round-off.
 
-A trial point where the loss is NaN/inf is a rejected step, as in the trust-region loop:
+A trial point where the loss is NaN/inf (or undefined: InvalidTrialPoint) is a rejected
+step, as in the trust-region loop:
 the step length shrinks (x 0.25) until the loss is finite and decreases (Armijo); the
 inverse Hessian is then updated only if the curvature ``y^T s`` is positive.
 """
@@ -52,7 +53,7 @@ class _Cached:
 
     def _at(self, x):
         if self.x is None or not np.array_equal(x, self.x):
-            self.f, self.g = self.oracle.value_and_grad(x)
+            self.f, self.g = self.oracle.trial_value_and_grad(x)
             self.x = np.array(x)
         if not math.isfinite(self.f):
             raise _NonFiniteTrial
@@ -109,10 +110,10 @@ def bfgs(oracle, x0, options, callback=None, bounds=None):
     x = np.array(x0, dtype=np.float64)
     n = x.shape[0]
     cache = _Cached(oracle)
-    try:
-        f, g = cache._at(x)
-    except _NonFiniteTrial:
-        raise NonFiniteError(f"fun is not finite at x0 (f = {cache.f})") from None
+    f, g = oracle.value_and_grad(x)          # an undefined x0 raises here, with its own message
+    if not math.isfinite(f):
+        raise NonFiniteError(f"fun is not finite at x0 (f = {f})")
+    cache.x, cache.f, cache.g = np.array(x), f, g
     if not np.all(np.isfinite(g)):
         raise NonFiniteError("the gradient is not finite at x0")
     inv_h = torch.eye(n, dtype=torch.float64, device=oracle.device)

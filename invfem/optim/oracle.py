@@ -10,12 +10,14 @@ tensors).  Counts follow scipy: ``nfev`` (function values), ``njev`` (gradients)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from invfem.derivatives import hessian as dense_hessian
 from invfem.derivatives import hvp, value_and_grad
-from invfem.errors import NonFiniteError, ShapeError
+from invfem.errors import InvalidTrialPoint, NonFiniteError, ShapeError
 
 
 class Oracle:
@@ -29,6 +31,7 @@ class Oracle:
         self.hessian_chunk = hessian_chunk
         self.device = torch.device("cpu" if device is None else device)
         self.nfev = self.njev = self.nhev = 0
+        self.ninvalid = 0          # trial points where fun raised InvalidTrialPoint
 
     def tensor(self, x) -> torch.Tensor:
         """``x`` (numpy) as a float64 tensor on the oracle's device."""
@@ -41,10 +44,23 @@ class Oracle:
         return y
 
     def value(self, x) -> float:
-        """f(x) without building a graph."""
+        """f(x) without building a graph; ``inf`` (counted in ``ninvalid``) where ``fun`` raises
+        :class:`~invfem.errors.InvalidTrialPoint`, so the caller rejects the point like a NaN."""
         self.nfev += 1
-        with torch.no_grad():
-            return float(self._scalar(self.fun(self.tensor(x))))
+        try:
+            with torch.no_grad():
+                return float(self._scalar(self.fun(self.tensor(x))))
+        except InvalidTrialPoint:
+            self.ninvalid += 1
+            return math.inf
+
+    def trial_value_and_grad(self, x):
+        """(f, g) at a trial point, or ``(inf, None)`` where ``fun`` raises InvalidTrialPoint (counted)."""
+        try:
+            return self.value_and_grad(x)
+        except InvalidTrialPoint:
+            self.ninvalid += 1
+            return math.inf, None
 
     def value_and_grad(self, x):
         """(f(x), grad f(x)); counts one gradient (the value comes with it)."""

@@ -4,8 +4,9 @@ Every second-order method is this loop with a different model (``invfem.optim.st
 the model computes a step for the current radius; the loop evaluates f at the trial point,
 forms rho = (f(x) - f(x + p) - correction) / predicted, and
 
-* rejects the step when rho <= eta or f(x + p) is NaN/inf (a non-finite trial shrinks the
-  radius below the failed step's length; it never stops the run),
+* rejects the step when rho <= eta or f(x + p) is NaN/inf or undefined (the loss raised
+  InvalidTrialPoint, e.g. a coefficient <= 0): such a trial shrinks the radius below the
+  failed step's length; it never stops the run,
 * shrinks the radius (x shrink) when rho < shrink_below, expands it (x expand, capped at
   max_radius) when rho > expand_above and the step reached the boundary
   (Nocedal & Wright, Alg. 4.1).
@@ -120,4 +121,4 @@ def history_entry(k, f, optimality, oracle, start, **step):
     blank = {"radius": None, "rho": None, "step_norm": None, "accepted": None, "inner_iterations": 0,
              "hard_case": False, "negative_curvature": False, "hits_boundary": False, "f_trial": None}
     return {"iter": k, "f": float(f), "gnorm": float(optimality), **blank, **step, "nfev": oracle.nfev, "njev": oracle.njev,
-            "nhev": oracle.nhev, "time": time.perf_counter() - start}
+            "nhev": oracle.nhev, "invalid_trials": oracle.ninvalid, "time": time.perf_counter() - start}
