@@ -49,3 +49,8 @@ class InvalidTrialPoint(InvfemError, ValueError):
 
 class NonPositiveCoefficientError(InvalidTrialPoint):
     """An assembled coefficient (kappa at a quadrature point) is <= 0: the operator is not elliptic."""
+
+
+class NoStateError(InvalidTrialPoint):
+    """The forward problem has no computable solution at these parameters (Newton failed, the
+    matrix is singular): the loss is undefined there."""

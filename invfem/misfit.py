@@ -1,11 +1,24 @@
-"""Data misfits with their Hessians in closed form."""
+"""Observation operators and data misfits, with their Hessians in closed form.
+
+Observations are a linear operator: ``d ~ B u`` with ``B`` sparse and constant in every
+derivative — point values of a FE field (:func:`invfem.fem.observations.point_observation`,
+from scikit-fem's ``Basis.probes``), a selection of entries (nodal full fields, observed
+time steps of a trajectory), or any combination on the flattened state. The misfit is
+
+    m(u) = sum_i w_i ((B u)_i - d_i)^2,      w_i = 1 / (2 sigma_i^2) for ``sigma``,
+
+so ``Hess m = 2 B^T W B`` needs no autograd.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.func import grad, jvp, vmap
+
+from invfem.errors import ShapeError
 
 
 def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -14,7 +27,6 @@ def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torc
     if hasattr(misfit, "hessian_apply"):
         return misfit.hessian_apply(state, directions)
     return vmap(lambda d: jvp(grad(misfit), (state,), (d,))[1], in_dims=-1, out_dims=-1)(directions)
-
 
 
 def add_hessian_on_free_rows(misfit, space, out: torch.Tensor, state: torch.Tensor, directions: torch.Tensor,
@@ -28,37 +40,97 @@ def add_hessian_on_free_rows(misfit, space, out: torch.Tensor, state: torch.Tens
 
 
 @dataclass(eq=False)
-class QuadraticMisfit:
-    """``m(u) = sum_i w_i (u_flat[index_i] - data_i)^2``: observations of entries of a state.
+class LinearObservation:
+    """``u -> B u`` with ``B`` sparse: entry ``k`` adds ``vals[k] * u_flat[cols[k]]`` to observation ``rows[k]``.
 
-    ``u`` may have any shape (a nodal vector, or a trajectory ``(n_steps + 1, n_dofs)``);
-    ``index`` are positions in its flattened form. ``weight`` is a number or one per
-    observation (``1 / (2 sigma^2)`` gives the usual ``(1/2) sum ((u - d) / sigma)^2``).
-    :meth:`hessian_apply` is ``Hess m`` on a batch of directions without autograd.
+    ``u`` may have any shape (a nodal vector, a trajectory ``(n_steps + 1, n_dofs)``); ``cols``
+    index its flattened form. Differentiable and ``torch.func``-safe (a gather and an
+    ``index_add``).
     """
 
-    index: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    vals: torch.Tensor
+    n: int
+
+    @classmethod
+    def entries(cls, index: torch.Tensor) -> "LinearObservation":
+        """Observation ``i`` is entry ``index[i]`` of the flattened state."""
+        index = torch.as_tensor(index).reshape(-1)
+        return cls(torch.arange(index.numel(), device=index.device), index,
+                   torch.ones(index.numel(), dtype=torch.float64, device=index.device), index.numel())
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        return u.new_zeros(self.n).index_add(0, self.rows, self.vals * u.reshape(-1)[self.cols])
+
+    def shifted(self, offset: int) -> "LinearObservation":
+        """The same observation of entries ``offset`` further on (e.g. time step k of a trajectory)."""
+        return LinearObservation(self.rows, self.cols + offset, self.vals, self.n)
+
+    @staticmethod
+    def stack(parts: list["LinearObservation"]) -> "LinearObservation":
+        """All observations of ``parts``, one after the other."""
+        starts = torch.cumsum(torch.tensor([0] + [p.n for p in parts[:-1]]), 0).tolist()
+        return LinearObservation(torch.cat([p.rows + s for p, s in zip(parts, starts)]),
+                                 torch.cat([p.cols for p in parts]), torch.cat([p.vals for p in parts]),
+                                 sum(p.n for p in parts))
+
+
+@dataclass(eq=False)
+class ObservationMisfit:
+    """``m(u) = sum_i w_i ((B u)_i - d_i)^2`` (module docstring); ``weight`` a number or one per
+    observation — :meth:`gaussian` sets it from standard deviations."""
+
+    observation: LinearObservation
     data: torch.Tensor
     weight: torch.Tensor | float = 1.0
 
+    def __post_init__(self):
+        if self.data.shape != (self.observation.n,):
+            raise ShapeError(f"data must have one value per observation ({self.observation.n}), "
+                             f"got shape {tuple(self.data.shape)}")
+
+    @classmethod
+    def gaussian(cls, observation: LinearObservation, data: torch.Tensor, sigma) -> "ObservationMisfit":
+        """``(1/2) sum ((B u - d) / sigma)^2``: the negative log-likelihood of Gaussian noise (up to a constant)."""
+        sigma = torch.as_tensor(np.asarray(sigma, dtype=np.float64), device=data.device).expand(data.shape)
+        return cls(observation, data, 0.5 / sigma**2)
+
+    @property
+    def index(self) -> torch.Tensor:
+        """The observed flat entries (for entry observations)."""
+        return self.observation.cols
+
+    def residual(self, u: torch.Tensor) -> torch.Tensor:
+        """``B u - d``."""
+        return self.observation(u) - self.data
+
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
-        return (self.weight * (u.reshape(-1)[self.index] - self.data) ** 2).sum()
+        return (self.weight * self.residual(u) ** 2).sum()
 
     def add_hessian_product(self, out: torch.Tensor, directions: torch.Tensor, rows: torch.Tensor,
                             alpha: float = 1.0) -> torch.Tensor:
         """``out += alpha (Hess m) directions`` where the state lives on a subset of rows:
         ``rows[i]`` is the row of ``out`` / ``directions`` holding flat state entry ``i``
         (``>= len(out)``: not represented, e.g. a Dirichlet dof, whose direction is zero)."""
-        r = rows[self.index]
+        obs = self.observation
+        r = rows[obs.cols]
         keep = r < out.shape[0]
-        r = r[keep]
-        weight = self.weight if not torch.is_tensor(self.weight) else self.weight[keep][:, None]
-        return out.index_add_(0, r, directions[r] * (2.0 * alpha * weight))
+        r, o, v = r[keep], obs.rows[keep], obs.vals[keep][:, None]
+        bd = directions.new_zeros(obs.n, directions.shape[1]).index_add_(0, o, v * directions[r])      # B D
+        weight = self.weight if not torch.is_tensor(self.weight) or self.weight.ndim == 0 else self.weight[:, None]
+        bd.mul_(2.0 * alpha * weight)
+        return out.index_add_(0, r, v * bd[o])                                                        # B^T (2 W B D)
 
     def hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """``Hess m`` applied to ``directions`` of shape ``u.shape + (k,)`` (same shape back)."""
         flat = directions.reshape(u.numel(), -1)
         out = torch.zeros_like(flat)
-        weight = self.weight if not torch.is_tensor(self.weight) else self.weight[:, None]
-        out[self.index] = 2 * weight * flat[self.index]
-        return out.view(directions.shape)
+        every = torch.arange(u.numel(), device=flat.device)
+        return self.add_hessian_product(out, flat, every).view(directions.shape)
+
+
+def QuadraticMisfit(index, data: torch.Tensor, weight=1.0) -> ObservationMisfit:  # noqa: N802 (a constructor)
+    """``sum_i w_i (u_flat[index_i] - data_i)^2``: observed entries of a state (nodal full fields,
+    observed time steps of a trajectory)."""
+    return ObservationMisfit(LinearObservation.entries(index), data, weight)

@@ -24,6 +24,8 @@ class Problem:
     structure : how the loss is built from the network (e.g. a
         :class:`~invfem.structured.CoefficientLoss`), with ``hessian(theta)`` and
         ``supported``; :meth:`hessian` uses it where it applies. None: generic Hessian only.
+    fields : ``theta -> dict`` of nodal fields for ParaView (``u_theta``, ``kappa``, ...; heat:
+        ``times`` and states ``(n_steps + 1, n_dofs)``), or None.
     info : sizes and settings worth reporting (dofs, parameters, mesh, ...).
     """
 
@@ -35,6 +37,7 @@ class Problem:
     residual: Callable[[torch.Tensor], torch.Tensor] | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
     structure: object | None = None
+    fields: Callable[[torch.Tensor], dict] | None = None
     info: dict = field(default_factory=dict)
 
     @property

@@ -30,6 +30,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import hessian as generic_hessian
+from invfem.errors import NonPositiveCoefficientError
 from invfem.derivatives import value_and_grad
 from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
@@ -132,3 +133,56 @@ def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
     if structure is not None and structure.supported:
         return HessianPath("structured", structure.hessian)
     return HessianPath("generic", lambda theta: generic_hessian(problem.loss, theta, chunk_size=chunk_size))
+
+
+@dataclass(frozen=True, eq=False)
+class RegularizedLoss:
+    """``loss(theta) + alpha ||theta||^2`` for a structured loss: a Gaussian prior on theta.
+
+    Its exact Hessian is the structure's plus ``2 alpha I``.
+    """
+
+    structure: object
+    alpha: float
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.structure(theta) + self.alpha * (theta * theta).sum()
+
+    @property
+    def supported(self) -> bool:
+        return getattr(self.structure, "supported", False)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        h = self.structure.hessian(theta)
+        h.diagonal().add_(2.0 * self.alpha)
+        return h
+
+
+@dataclass(frozen=True, eq=False)
+class PositiveCoefficient:
+    """An outer loss of kappa that is only defined for kappa > 0 at every point.
+
+    Calling it (or linearizing it) with some kappa_q <= 0 raises
+    :class:`~invfem.errors.NonPositiveCoefficientError` naming the smallest value and where
+    it is (``describe(q)`` says where point ``q`` is): an optimizer rejects such a trial
+    point like a NaN; at the start, or outside an optimizer, it is an error.
+    """
+
+    outer: Callable[[torch.Tensor], torch.Tensor]
+    describe: Callable[[int], str]
+
+    def check(self, kappa: torch.Tensor) -> None:
+        smallest = kappa.detach().min()
+        if bool(smallest <= 0):
+            q = int(kappa.detach().argmin())
+            raise NonPositiveCoefficientError(f"kappa <= 0: smallest value {float(smallest):.4g} at {self.describe(q)}; "
+                                              "the operator is not elliptic there (a positive output transform, "
+                                              "network positivity: softplus, keeps kappa > 0)")
+
+    def __call__(self, kappa: torch.Tensor) -> torch.Tensor:
+        self.check(kappa)
+        return self.outer(kappa)
+
+    def linearize(self, kappa: torch.Tensor) -> Linearization:
+        self.check(kappa)
+        return linearize(self.outer, kappa)

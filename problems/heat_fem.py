@@ -9,18 +9,19 @@ its adjoint and every Hessian-vector product of a full Hessian use ONE factoriza
 Defaults as :mod:`invfem.problems.heat_residual` (kappa_true of reference 000, f = 1,
 u0 = sin(pi x) sin(pi y), dt = 0.01, 20 steps, every step observed); ``observe_every`` thins
 the observed steps, ``snapshots_given=(times, values)`` supplies data (times on the step grid).
+A thin use of :mod:`invfem.problems.heat`.
 """
 
 from __future__ import annotations
 
-from invfem.fem import FunctionSpace, unit_square
-from invfem.fem.heat import HeatStepper, TrajectoryLoss
-from invfem.misfit import QuadraticMisfit
-from invfem.nn import MLP
 from invfem.problem import Problem
-from invfem.structured import CoefficientLoss
-from ._heat_data import initial_state, snapshots
+
+from ._builders import build_heat
+from ._options import HeatOptions, NetworkOptions, Snapshots, SyntheticOptions
+from ._shipped import hidden_widths
 from .poisson_fem import kappa_reference
+
+U0 = "sin(pi * x) * sin(pi * y)"
 
 
 def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01, n_steps: int = 20,
@@ -29,22 +30,11 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, dt: float = 0.01
                  data_seed: int = 0, snapshots_given=None, backend: str = "auto",
                  kappa_true=kappa_reference, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` initialises the MLP."""
-    space = FunctionSpace(unit_square(n), order, device=device)
-    stepper = HeatStepper(space, dt, n_steps, scheme=scheme, f=f, backend=backend)
-    u0 = initial_state(space)
-    steps, observed = snapshots(stepper, kappa_true, u0, snapshots_given, observe_every, noise, data_seed,
-                                every_step=False)
-    free = space.free_index
-    points = space.quadrature_points
-    mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
-
-    outer = TrajectoryLoss(stepper, u0, QuadraticMisfit((steps[:, None] * space.n_dofs + free[None, :]).reshape(-1),
-                                                      observed[:, free].reshape(-1)))
-    loss = CoefficientLoss(mlp, points, outer)
-
-    return Problem(
-        name="heat_fem", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
-        info={"n": n, "order": order, "dt": dt, "n_steps": n_steps, "scheme": scheme, "n_dofs": space.n_dofs,
-              "n_quad": space.n_quad, "n_params": mlp.n_params, "observed_steps": steps, "noise": noise,
-              "stepper": stepper, "solver": stepper.system.solver, "space": space, "u0": u0},
-    )
+    observations = (Snapshots(*snapshots_given) if snapshots_given is not None else
+                    SyntheticOptions(kappa_true, noise=noise, times=observe_every, data_seed=data_seed))
+    opts = HeatOptions(mesh={"unit_square": {"n": n}}, order=order, source=float(f), u0=U0, dt=dt, n_steps=n_steps,
+                       scheme=scheme, backend=backend, device=device, observations=observations,
+                       network=NetworkOptions(hidden_widths(widths, 2), activation, positivity, shift))
+    p = build_heat(opts, seed, name="heat_fem")
+    p.info.update(n=n, order=order, noise=noise)
+    return p

@@ -9,21 +9,19 @@ Reference 000 (ADCME trust-region study, "Example: FEM for Static Poisson's Equa
 with ``u_obs`` the FE solution for ``kappa_true`` on the same mesh (10x10 squares, 121
 nodes, 200 P1 triangles) and a 2-20-20-20-1 tanh MLP (921 parameters). kappa lives at
 the quadrature points; ``u_theta = A(kappa_theta)^{-1} F`` goes through
-:func:`invfem.linalg.sparse_solve`, so every derivative is exact.
+:func:`invfem.linalg.sparse_solve`, so every derivative is exact. A thin use of the
+generic builder :mod:`invfem.problems.poisson`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from invfem.fem import DirichletSystem, FunctionSpace, load_vector, stiffness_map, unit_square
-from invfem.fem.stationary import LinearStateLoss
-from invfem.misfit import QuadraticMisfit
-from invfem.nn import MLP
 from invfem.problem import Problem
-from invfem.structured import CoefficientLoss
-from ._common import noisy, observed_dofs
+
+from ._builders import build_poisson
+from ._options import NetworkOptions, PoissonOptions, SyntheticOptions
+from ._shipped import hidden_widths
 
 
 def kappa_reference(points: torch.Tensor) -> torch.Tensor:
@@ -37,33 +35,19 @@ def make_problem(n: int = 10, seed: int = 0, *, order: int = 1, widths=(2, 20, 2
                  kappa_true=kappa_reference, device=None) -> Problem:
     """Build the problem on an ``n x n`` mesh; ``seed`` sets the MLP initialisation.
 
-    Options: ``order`` (1 or 2), ``widths``/``activation``/``positivity``/``shift`` of the MLP, ``noise``
-    (relative uniform noise, ``u_obs * (1 + noise * U(-1, 1))``), ``observed`` (fraction of
-    free dofs observed, chosen at random with ``data_seed``; 1.0 = full field), ``backend``
-    of the sparse solver, ``kappa_true`` (a callable on ``(n, 2)`` points), ``device`` of
-    every tensor (``"cuda"``: network, Hessian and dense algebra on the GPU).
+    Options: ``order`` (1 or 2), ``widths``/``activation``/``positivity``/``shift`` of the MLP,
+    ``noise`` (relative uniform noise, ``u_obs * (1 + noise * U(-1, 1))``), ``observed``
+    (fraction of free dofs observed, chosen at random with ``data_seed``; 1.0 = full field),
+    ``backend`` of the sparse solver, ``kappa_true`` (a callable on ``(n, 2)`` points or a
+    formula in x, y), ``device`` of every tensor (``"cuda"``: network, Hessian and dense
+    algebra on the GPU).
     """
-    space = FunctionSpace(unit_square(n), order, device=device)
-    stiffness = stiffness_map(space)
-    system = DirichletSystem.build(space, stiffness.pattern, backend=backend)
-    load = load_vector(space, lambda x, y: torch.ones_like(x))
-    points = space.quadrature_points
-    mlp = MLP(list(widths), activation=activation, positivity=positivity, shift=shift)
-
-    def solve(kappa_q: torch.Tensor) -> torch.Tensor:
-        """FE solution on all dofs for a coefficient at the quadrature points."""
-        return system.solve(stiffness.values(kappa_q), load)
-
-    rng = np.random.default_rng(data_seed)
-    obs = observed_dofs(space, observed, rng)
-    n_obs = obs.numel()
-    u_obs = noisy(solve(kappa_true(points))[obs], noise, rng)
-
-    loss = CoefficientLoss(mlp, points, LinearStateLoss(system, stiffness, load, QuadraticMisfit(obs, u_obs)))
-
-    return Problem(
-        name="poisson_fem", theta0=mlp.init(seed, device), loss=loss, kappa=mlp, kappa_true=kappa_true, structure=loss,
-        info={"n": n, "order": order, "n_dofs": space.n_dofs, "n_free": space.n_free,
-              "n_elements": space.n_elements, "n_quad": space.n_quad, "n_params": mlp.n_params,
-              "n_observed": n_obs, "noise": noise, "observed_dofs": obs, "u_obs": u_obs, "solver": system.solver, "space": space, "solve": solve},
-    )
+    opts = PoissonOptions(
+        mesh={"unit_square": {"n": n}}, order=order, source=1.0, backend=backend, device=device,
+        network=NetworkOptions(hidden_widths(widths, 2), activation, positivity, shift),
+        observations=SyntheticOptions(kappa_true, noise=noise, observed=observed, data_seed=data_seed))
+    p = build_poisson(opts, seed, name="poisson_fem")
+    space, state = p.info["space"], p.structure.outer.outer
+    p.info.update(n=n, order=order, n_elements=space.n_elements, n_observed=int(p.info["observed_dofs"].numel()),
+                  noise=noise, u_obs=state.misfit.data, solve=lambda kappa_q: state.solve(kappa_q))
+    return p

@@ -3,6 +3,7 @@ import torch
 from torch.func import jacrev
 
 from invfem.derivatives import hessian, symmetry_error, taylor_test
+from invfem.fem import DirichletSystem, load_vector, stiffness_map
 from invfem.problems import poisson_fem
 
 
@@ -38,9 +39,9 @@ def test_taylor_rates_of_the_full_loss(gen):
 def _dense_loss(p):
     """The same loss with the sparse solve replaced by a dense torch.linalg.solve."""
     space = p.info["space"]
-    stiff = poisson_fem.stiffness_map(space)
-    dsys = poisson_fem.DirichletSystem.build(space, stiff.pattern)
-    load = poisson_fem.load_vector(space, lambda x, y: torch.ones_like(x))
+    stiff = stiffness_map(space)
+    dsys = DirichletSystem.build(space, stiff.pattern)
+    load = load_vector(space, lambda x, y: torch.ones_like(x))
     pts = space.quadrature_points
     u_ref = p.info["solve"](poisson_fem.kappa_reference(pts))
     obs = torch.as_tensor(space.free_dofs)

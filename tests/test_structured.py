@@ -8,7 +8,7 @@ import torch
 from invfem.derivatives import hessian, symmetry_error
 from invfem.nn import MLP
 from invfem.problem import Problem
-from invfem.structured import CoefficientLoss, generic_linearization, hessian_path
+from invfem.structured import CoefficientLoss, PositiveCoefficient, generic_linearization, hessian_path
 
 PROBLEMS = ("poisson_fem", "poisson_residual", "heat_residual", "heat_fem", "poisson_nonlinear_fem")
 # (widths after the input, activation, output transform): several architectures and transforms
@@ -104,13 +104,17 @@ def test_misfit_without_closed_form_hessian(name):
     p = make(name)
     structure = p.structure
     outer = structure.outer if hasattr(structure, "outer") else structure
-    quadratic = outer.misfit
+    guarded = isinstance(outer, PositiveCoefficient)          # FEM-coupled: kappa > 0 checked first
+    state_loss = outer.outer if guarded else outer
+    quadratic = state_loss.misfit
 
     def quartic(u):                         # not quadratic, couples every observed entry
         r = u.reshape(-1)[quadratic.index] - quadratic.data
         return (r ** 2).sum() + (r ** 4).sum() + r.sum() ** 2
 
-    swapped = dataclasses.replace(outer, misfit=quartic)
+    swapped = dataclasses.replace(state_loss, misfit=quartic)
+    if guarded:
+        swapped = PositiveCoefficient(swapped, outer.describe)
     if hasattr(structure, "outer"):
         swapped = CoefficientLoss(structure.mlp, structure.points, swapped)
     theta = p.theta0 + 0.05

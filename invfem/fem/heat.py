@@ -35,7 +35,7 @@ class HeatStepper:
     """
 
     def __init__(self, space: FunctionSpace, dt: float, n_steps: int, scheme: str = "backward-euler", f=None,
-                 backend="auto"):
+                 backend="auto", u_dirichlet: torch.Tensor | None = None):
         if scheme not in SCHEMES:
             raise ConfigError(f"unknown scheme {scheme!r}; valid: {sorted(SCHEMES)}")
         if not dt > 0:
@@ -52,6 +52,7 @@ class HeatStepper:
         self.system = DirichletSystem.build(space, self.stiffness.pattern, backend=backend)
         self.times = torch.arange(n_steps + 1, dtype=torch.float64) * self.dt
         self.loads = self._loads(f)                                  # (n_steps + 1, n_free)
+        self.u_dirichlet = u_dirichlet                               # values on the Dirichlet dofs (None: 0)
 
     def _loads(self, f):
         free = self.space.free_index
@@ -65,17 +66,22 @@ class HeatStepper:
                             for t in self.times.tolist()])
 
     def trajectory(self, kappa_q: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
-        """All states ``(n_steps + 1, n_dofs)`` from ``u0`` (all dofs); differentiable in kappa_q and u0."""
+        """All states ``(n_steps + 1, n_dofs)`` from ``u0`` (all dofs); differentiable in kappa_q and u0.
+
+        With ``u_dirichlet``, every state (``u0`` included) takes those values on the Dirichlet dofs.
+        """
         self.space._check_nodal(u0)
         k_values = self.stiffness.values(kappa_q)
-        a_values = self.system.condense_matrix(self.mass_values + self.s * self.dt * k_values)
+        a_full = self.mass_values + self.s * self.dt * k_values
+        a_values = self.system.condense_matrix(a_full)
         b_values = self.mass_values - (1 - self.s) * self.dt * k_values
-        pattern, free = self.stiffness.pattern, self.space.free_index
-        states = [u0]
+        pattern, free, u_d = self.stiffness.pattern, self.space.free_index, self.u_dirichlet
+        lift = 0.0 if u_d is None else self.system.condense_rhs(a_full, torch.zeros_like(u0), u_d)   # -A_fD u_D
+        states = [u0 if u_d is None else u0.index_copy(0, self.space.dirichlet_index, u_d)]
         for k in range(self.n_steps):
             rhs = pattern.matvec(b_values, states[-1])[free] + self.dt * (
-                self.s * self.loads[k + 1] + (1 - self.s) * self.loads[k])
-            states.append(self.space.expand(sparse_solve(a_values, rhs, self.system.solver)))
+                self.s * self.loads[k + 1] + (1 - self.s) * self.loads[k]) + lift
+            states.append(self.space.expand(sparse_solve(a_values, rhs, self.system.solver), u_d))
         return torch.stack(states)
 
     def residual_loss(self, snapshots: torch.Tensor) -> LinearResidualLoss:

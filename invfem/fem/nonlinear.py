@@ -25,7 +25,8 @@ from typing import Callable
 import torch
 
 from invfem.derivatives import value_and_grad
-from invfem.errors import ConvergenceError, NonFiniteError
+from invfem.errors import (ConvergenceError, NonFiniteError, NonPositiveCoefficientError, NoStateError,
+                           SingularMatrixError)
 from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
@@ -49,8 +50,10 @@ class NonlinearPoisson:
     after ``maxiter`` iterations, or on a non-finite residual, it raises ConvergenceError.
     """
 
-    def __init__(self, space: FunctionSpace, f, backend="auto", rtol=1e-12, atol=1e-13, maxiter=30):
+    def __init__(self, space: FunctionSpace, f, backend="auto", rtol=1e-12, atol=1e-13, maxiter=30,
+                 u_dirichlet: torch.Tensor | None = None):
         self.space = space
+        self.u_dirichlet = u_dirichlet      # values on the Dirichlet dofs (None: 0)
         self.stiffness = stiffness_map(space)
         self.system = DirichletSystem.build(space, self.stiffness.pattern, backend=backend)
         self.load = load_vector(space, f)
@@ -82,8 +85,8 @@ class NonlinearPoisson:
     def newton(self, kappa, u_start: torch.Tensor | None = None):
         """Solve for u (all dofs) with ``kappa`` a pointwise callable; returns (u, residual norms)."""
         with torch.no_grad():
-            u = (torch.zeros(self.space.n_dofs, dtype=torch.float64, device=self.space.device) if u_start is None
-                 else u_start.clone())
+            u = (self.space.expand(torch.zeros(self.space.n_free, dtype=torch.float64, device=self.space.device),
+                                   self.u_dirichlet) if u_start is None else u_start.clone())
             kq, dkq = self._state(kappa, u)
             r = self.residual(u, kq)
             norms = [float(torch.linalg.norm(r))]
@@ -122,9 +125,20 @@ class NonlinearPoisson:
         last = self.__dict__.get("_last_state")
         if last is not None and last[0] == key and torch.equal(last[1], theta):
             return last[2]
-        u, _ = self.newton(lambda z: kappa_model(theta, z))
+        try:
+            u, _ = self.newton(lambda z: kappa_model(theta, z))
+        except (ConvergenceError, SingularMatrixError) as exc:
+            raise NoStateError(f"no state for these parameters: {exc}") from exc
         if not bool(torch.isfinite(u).all()):
             raise NonFiniteError("Newton returned a non-finite solution")
+        u_q = self.space.interpolate(u)
+        kappa = kappa_model(theta, u_q[:, None]).reshape(-1)
+        if bool(kappa.min() <= 0):
+            q = int(kappa.argmin())
+            raise NonPositiveCoefficientError(f"kappa <= 0: smallest value {float(kappa[q]):.4g} at u = {float(u_q[q]):.4g} "
+                                              f"(x = ({float(self.space.quadrature_points[q, 0]):.4g}, "
+                                              f"{float(self.space.quadrature_points[q, 1]):.4g})); the operator is "
+                                              "not elliptic there")
         self.__dict__["_last_state"] = (key, theta.clone(), u)
         return u
 

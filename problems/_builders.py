@@ -1,0 +1,174 @@
+"""The generic builders behind ``problem: poisson`` and ``problem: heat``.
+
+They assemble a :class:`~invfem.problem.Problem` from validated options
+(:mod:`._options`) with invfem's one FEM path: a ``FunctionSpace`` on the mesh (with named
+Dirichlet parts), the stiffness/mass maps, a state loss (``LinearStateLoss``,
+``NewtonStateLoss``, ``TrajectoryLoss``) or a residual loss (``LinearResidualLoss``), the
+observations of :mod:`._data`, an MLP coefficient kept positive, and ``alpha ||theta||^2``.
+The shipped problems are thin uses of these functions.
+
+kappa <= 0 at a quadrature point makes the forward problem ill-posed: FEM-coupled losses
+raise :class:`~invfem.errors.NonPositiveCoefficientError` there (an optimizer rejects the
+trial point); residual losses involve no solve and stay defined for any kappa.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from invfem.errors import ConfigError
+from invfem.fem import DirichletSystem, FunctionSpace, load_vector, make_mesh, stiffness_map
+from invfem.fem.heat import HeatStepper, TrajectoryLoss
+from invfem.fem.nonlinear import NewtonStateLoss, NonlinearPoisson
+from invfem.fem.residual import LinearResidualLoss
+from invfem.fem.stationary import LinearStateLoss
+from invfem.nn import MLP
+from invfem.problem import Problem
+from invfem.structured import CoefficientLoss, PositiveCoefficient, RegularizedLoss
+
+from . import _data
+from ._options import HeatOptions, PoissonOptions, SyntheticOptions
+
+
+def space_and_dirichlet(opts) -> tuple[FunctionSpace, torch.Tensor | None]:
+    """The space (Dirichlet dofs on the named parts) and the prescribed values (None when all 0)."""
+    mesh = make_mesh(opts.mesh)
+    parts = opts.dirichlet if isinstance(opts.dirichlet, dict) else {"boundary": opts.dirichlet}
+    space = FunctionSpace(mesh, opts.order, dirichlet=list(parts), device=opts.device)
+    if all(not callable(v) and isinstance(v, (int, float)) and v == 0 for v in parts.values()):
+        return space, None
+    values = torch.zeros(space.n_dofs, dtype=torch.float64, device=space.device)
+    for name, spec in parts.items():                      # a dof on two parts takes the later value
+        dofs = torch.as_tensor(space.boundary_dofs(name), device=space.device)
+        xy = space.dof_coordinates[dofs]
+        values[dofs] = _data.field_function(spec)(xy[:, 0], xy[:, 1]).to(values)
+    return space, values[space.dirichlet_index]
+
+
+def network(opts, n_in: int) -> MLP:
+    return MLP([n_in, *opts.widths, 1], activation=opts.activation, positivity=opts.positivity, shift=opts.shift)
+
+
+def _where(points: torch.Tensor):
+    return lambda q: f"x = ({float(points[q, 0]):.4g}, {float(points[q, 1]):.4g})"
+
+
+def _finish(name, mlp, structure, seed, alpha, kappa_true, info, residual=None, fields=None) -> Problem:
+    """The Problem: ``alpha ||theta||^2`` added where asked, theta0 on the space's device."""
+    loss = RegularizedLoss(structure, alpha) if alpha > 0 else structure
+    space = info["space"]
+    return Problem(name=name, theta0=mlp.init(seed, space.device), loss=loss, kappa=mlp, kappa_true=kappa_true,
+                   residual=residual, structure=loss, fields=fields,
+                   info={"n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
+                         "n_params": mlp.n_params, "regularization": alpha, **info})
+
+
+def _kappa_true(opts, coefficient_input):
+    spec = opts.observations
+    return _data.kappa_function(spec.kappa_true, coefficient_input) if isinstance(spec, SyntheticOptions) else None
+
+
+def build_poisson(opts: PoissonOptions, seed: int = 0, name: str = "poisson") -> Problem:
+    """-div(kappa grad u) = f with kappa_theta(x) or kappa_theta(u), FEM-coupled or residual loss."""
+    space, u_d = space_and_dirichlet(opts)
+    stiffness = stiffness_map(space)
+    source = _data.field_function(opts.source)
+    residual = opts.loss == "residual"
+    by_state = opts.coefficient_input == "u"
+    mlp = network(opts.network, 1 if by_state else 2)
+    points = space.quadrature_points
+    info = {"space": space, "kappa_input": opts.coefficient_input, "loss": opts.loss}
+    if by_state:
+        pde = NonlinearPoisson(space, source, backend=opts.backend, rtol=opts.newton_rtol, maxiter=opts.newton_maxiter,
+                               u_dirichlet=u_d)
+        info.update(pde=pde, solver=pde.system.solver)
+        solve_true = lambda kappa: pde.newton(kappa)[0]
+    else:
+        system = DirichletSystem.build(space, stiffness.pattern, backend=opts.backend)
+        load = load_vector(space, source)
+        info.update(solver=system.solver)
+        solve_true = lambda kappa: system.solve(stiffness.values(kappa(points)), load, u_d)
+    source_q = source(points[:, 0], points[:, 1]) + 0 * points[:, 0]
+    obs = _data.steady(opts, space, solve_true, residual, source_q)
+    info.update(observed_dofs=obs.dofs, observation_points=obs.points)
+    if residual:
+        return _residual_poisson(opts, space, stiffness, mlp, obs, seed, info, name)
+    if by_state:
+        structure = NewtonStateLoss(pde, mlp, obs.misfit)
+    else:
+        structure = CoefficientLoss(mlp, points, PositiveCoefficient(
+            LinearStateLoss(system, stiffness, load, obs.misfit, u_d), _where(points)))
+    return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, opts.coefficient_input), info,
+                   fields=lambda theta: _steady_fields(structure, space, mlp, theta, obs, by_state))
+
+
+def _residual_poisson(opts, space, stiffness, mlp, obs, seed, info, name) -> Problem:
+    load = load_vector(space, obs.source)[space.free_index]
+    outer_points = space.interpolate(obs.u_full)[:, None] if opts.coefficient_input == "u" else space.quadrature_points
+    outer = LinearResidualLoss(stiffness, obs.u_full, load, space.free_index)
+    structure = CoefficientLoss(mlp, outer_points, outer)       # no solve: the residual is defined for any kappa
+    info.update(u_obs=obs.u_full)
+    info.pop("solver", None)                                   # the data's solve is not the loss's
+    return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, opts.coefficient_input), info,
+                   residual=lambda theta: outer.residuals(mlp(theta, outer_points)).reshape(-1))
+
+
+def _steady_fields(structure, space, mlp, theta, obs, by_state) -> dict:
+    """Nodal fields for ParaView: u_theta, kappa_theta, observed values and the misfit there."""
+    with torch.no_grad():
+        if by_state:
+            u = structure.pde.state(mlp, theta)
+            kappa = mlp(theta, u[:, None])
+        else:
+            u = structure.outer.outer.solve(mlp(theta, space.quadrature_points))
+            kappa = mlp(theta, space.dof_coordinates)
+    fields = {"u_theta": u, "kappa": kappa}
+    if obs.dofs is not None:
+        u_obs = torch.full_like(u, float("nan"))
+        u_obs[obs.dofs] = obs.misfit.data
+        fields.update(u_obs=u_obs, misfit=u - u_obs)
+    if obs.points is not None:
+        at_points = obs.misfit.observation(u)
+        fields["_points"] = {"points": obs.points, "u_obs": obs.misfit.data, "u_theta": at_points,
+                             "misfit": at_points - obs.misfit.data}
+    return fields
+
+
+def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
+    """u_t = div(kappa_theta(x) grad u) + f by the theta-scheme, FEM-coupled or residual loss."""
+    space, u_d = space_and_dirichlet(opts)
+    source = _data.field_function(opts.source, ("x", "y", "t"))
+    stepper = HeatStepper(space, opts.dt, opts.n_steps, scheme=opts.scheme, f=source, backend=opts.backend,
+                          u_dirichlet=u_d)
+    xy = space.dof_coordinates
+    u0 = _data.field_function(opts.u0)(xy[:, 0], xy[:, 1]).to(torch.float64) + 0 * xy[:, 0]
+    u0 = u0.index_fill(0, space.dirichlet_index, 0.0) if u_d is None else u0.index_copy(0, space.dirichlet_index, u_d)
+    points = space.quadrature_points
+    mlp = network(opts.network, 2)
+    residual = opts.loss == "residual"
+    obs = _data.transient(opts, space, stepper, lambda kappa: stepper.trajectory(kappa(points), u0), residual)
+    info = {"space": space, "kappa_input": "x", "loss": opts.loss, "stepper": stepper, "dt": opts.dt,
+            "n_steps": opts.n_steps, "scheme": opts.scheme, "u0": u0, "observed_steps": obs.steps,
+            "observation_points": obs.points}
+    if residual:
+        outer = stepper.residual_loss(obs.u_full)
+        structure = CoefficientLoss(mlp, points, outer)          # no solve: the residual is defined for any kappa
+        info.update(snapshots=obs.u_full)
+        return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, "x"), info,
+                       residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1))
+    structure = CoefficientLoss(mlp, points, PositiveCoefficient(TrajectoryLoss(stepper, u0, obs.misfit), _where(points)))
+    info.update(solver=stepper.system.solver)
+
+    def fields(theta):
+        with torch.no_grad():
+            states = stepper.trajectory(mlp(theta, points), u0)
+        return {"times": stepper.times, "u_theta": states, "kappa": mlp(theta, space.dof_coordinates).detach()}
+
+    return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, "x"), info, fields=fields)
+
+
+def reject_unknown(options: dict, valid, where: str) -> None:
+    """ConfigError naming unknown keyword options of a shipped problem (before any work)."""
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; valid: {sorted(valid)}")
