@@ -9,6 +9,7 @@ from invfem.derivatives import hessian, hvp, symmetry_error, taylor_test, value_
 from invfem.errors import (BackendError, ConfigError, ConvergenceError, InvalidTrialPoint, InvfemError,
                            NonFiniteError, NonPositiveCoefficientError, PatternMismatchError, ShapeError,
                            SingularMatrixError)
+from invfem.law import LearnedLaw, load_kappa, save_kappa
 from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
 from invfem.nn import MLP
 from invfem.optim import OptimizeResult, minimize
@@ -16,7 +17,7 @@ from invfem.problem import Problem
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvalidTrialPoint", "InvfemError", "MLP",
+__all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvalidTrialPoint", "InvfemError", "LearnedLaw", "MLP",
            "NonFiniteError", "NonPositiveCoefficientError",
            "OptimizeResult", "PatternMismatchError", "Problem", "ShapeError", "SingularMatrixError", "SparseSolver",
-           "SparsityPattern", "hessian", "hvp", "minimize", "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]
+           "SparsityPattern", "hessian", "hvp", "load_kappa", "minimize", "save_kappa", "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]

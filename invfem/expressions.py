@@ -1,6 +1,6 @@
 """Formulas from a config, parsed safely: ``"1 / (1 + x**2 + y**2) + 1"`` -> a torch function.
 
-Only arithmetic (``+ - * / **``, unary minus), numbers, the variables a formula is declared
+Only arithmetic (``+ - * / **``, with ``^`` read as ``**`` as in math, unary minus), numbers, the variables a formula is declared
 with (``x``, ``y``, ``t``, ``u``), the constants ``pi`` and ``e`` and the functions in
 :data:`FUNCTIONS` are accepted; anything else (attributes, subscripts, other names, calls
 of other functions, keywords, lambdas...) is a :class:`~invfem.errors.ConfigError` naming
@@ -43,7 +43,7 @@ def compile_expression(text, variables: tuple[str, ...]) -> Callable[..., torch.
         raise ConfigError(f"expected a number or a formula in {', '.join(variables)}, got {text!r}")
     source = str(text)
     try:
-        tree = ast.parse(source, mode="eval")
+        tree = ast.parse(source.replace("^", "**"), mode="eval")      # x^2 means x**2 (with its precedence)
     except SyntaxError as exc:
         raise ConfigError(f"formula {source!r} is not valid: {exc.msg}") from None
     build = _Builder(source, variables)
@@ -71,7 +71,7 @@ class _Builder:
 
     def fail(self, what: str):
         allowed = ", ".join(self.variables) or "no variables"
-        raise ConfigError(f"formula {self.source!r}: {what} is not allowed (use numbers, + - * / **, "
+        raise ConfigError(f"formula {self.source!r}: {what} is not allowed (use numbers, + - * / ** ^, "
                           f"{allowed}, pi, e and {', '.join(sorted(FUNCTIONS))})")
 
     def node(self, n):

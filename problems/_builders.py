@@ -27,7 +27,7 @@ from invfem.problem import Problem
 from invfem.structured import CoefficientLoss, PositiveCoefficient, RegularizedLoss
 
 from . import _data
-from ._options import HeatOptions, PoissonOptions, SyntheticOptions
+from ._options import HeatOptions, PoissonOptions
 
 
 def space_and_dirichlet(opts) -> tuple[FunctionSpace, torch.Tensor | None]:
@@ -64,8 +64,8 @@ def _finish(name, mlp, structure, seed, alpha, kappa_true, info, residual=None, 
 
 
 def _kappa_true(opts, coefficient_input):
-    spec = opts.observations
-    return _data.kappa_function(spec.kappa_true, coefficient_input) if isinstance(spec, SyntheticOptions) else None
+    law = getattr(opts.observations, "kappa_true", None)          # synthetic data, or a file's known law
+    return None if law is None else _data.kappa_function(law, coefficient_input)
 
 
 def build_poisson(opts: PoissonOptions, seed: int = 0, name: str = "poisson") -> Problem:
@@ -109,8 +109,10 @@ def _residual_poisson(opts, space, stiffness, mlp, obs, seed, info, name) -> Pro
     structure = CoefficientLoss(mlp, outer_points, outer)       # no solve: the residual is defined for any kappa
     info.update(u_obs=obs.u_full)
     info.pop("solver", None)                                   # the data's solve is not the loss's
+    kappa_at = space.dof_coordinates if opts.coefficient_input == "x" else obs.u_full[:, None]
     return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, opts.coefficient_input), info,
-                   residual=lambda theta: outer.residuals(mlp(theta, outer_points)).reshape(-1))
+                   residual=lambda theta: outer.residuals(mlp(theta, outer_points)).reshape(-1),
+                   fields=lambda theta: {"u_obs": obs.u_full, "kappa": mlp(theta, kappa_at).detach()})
 
 
 def _steady_fields(structure, space, mlp, theta, obs, by_state) -> dict:
@@ -154,8 +156,11 @@ def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
         outer = stepper.residual_loss(obs.u_full)
         structure = CoefficientLoss(mlp, points, outer)          # no solve: the residual is defined for any kappa
         info.update(snapshots=obs.u_full)
+        times = opts.dt * obs.steps.to(torch.float64)
         return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, "x"), info,
-                       residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1))
+                       residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1),
+                       fields=lambda theta: {"times": times, "u_obs": obs.u_full,
+                                             "kappa": mlp(theta, space.dof_coordinates).detach()})
     structure = CoefficientLoss(mlp, points, PositiveCoefficient(TrajectoryLoss(stepper, u0, obs.misfit), _where(points)))
     info.update(solver=stepper.system.solver)
 

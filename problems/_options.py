@@ -130,10 +130,12 @@ class SyntheticOptions:
 @dataclass(frozen=True)
 class FileOptions:
     """Observations from a CSV/NPZ ``file`` (columns x, y, u — t, x, y, u for heat — optional
-    sigma); ``sigma`` here applies to every row that has none."""
+    sigma); ``sigma`` here applies to every row that has none. ``kappa_true`` (a formula, when
+    the law behind the data is known, e.g. a synthetic test) is only used to report kappa's error."""
 
     file: str
     sigma: float | None = None
+    kappa_true: object = None
 
     def __post_init__(self):
         if not isinstance(self.file, (str, Path)):
@@ -164,7 +166,10 @@ def observations(value, where: str, variables: tuple[str, ...]):
         formula(f"{where}.synthetic.kappa_true", synthetic.kappa_true, variables)
         return synthetic
     if isinstance(value, dict) and "file" in value:
-        return parse(FileOptions, value, where)
+        spec = parse(FileOptions, value, where)
+        if spec.kappa_true is not None:
+            formula(f"{where}.kappa_true", spec.kappa_true, variables)
+        return spec
     raise ConfigError(f"{where} must be a file path, {{file: path, sigma: s}} or {{synthetic: {{kappa_true: ..., "
                       f"noise: ...}}}}, got {value!r}")
 

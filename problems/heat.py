@@ -17,6 +17,11 @@ from ._builders import build_heat
 from ._options import HeatOptions, parse
 
 
+def check_options(options: dict) -> None:
+    """ConfigError naming the first unknown or bad option (nested keys too), before any work."""
+    parse(HeatOptions, options, "problem_options")
+
+
 def make_problem(seed: int = 0, **options) -> Problem:
     """The problem of ``options`` (see the module docstring); ``seed`` initialises the network."""
     return build_heat(parse(HeatOptions, options, "problem_options"), seed)

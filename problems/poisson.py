@@ -25,6 +25,11 @@ from ._builders import build_poisson
 from ._options import PoissonOptions, parse
 
 
+def check_options(options: dict) -> None:
+    """ConfigError naming the first unknown or bad option (nested keys too), before any work."""
+    parse(PoissonOptions, options, "problem_options")
+
+
 def make_problem(seed: int = 0, **options) -> Problem:
     """The problem of ``options`` (see the module docstring); ``seed`` initialises the network."""
     return build_poisson(parse(PoissonOptions, options, "problem_options"), seed)

@@ -15,9 +15,16 @@ class ExperimentConfig:
     """One study: a problem, a training method, the seeds, and where results go.
 
     YAML keys are the field names; unknown keys are an error. ``output`` is relative to
-    the current directory. ``device`` (``cpu``, ``cuda``, ``cuda:1``, ...) is where the
+    the current directory; the input files a config names (``problem: my_problem.py``,
+    ``problem_options.mesh``, ``problem_options.observations``) are looked up next to the
+    config file first, then in the current directory. ``device`` (``cpu``, ``cuda``, ``cuda:1``, ...) is where the
     problem's tensors live: with ``cuda`` the network, its Hessian, the dense algebra and the
     trust-region subproblem run on the GPU (sparse factorizations as the solver backend decides).
+
+    After training, ``hessian_at_end`` records the spectrum of the exact Hessian at the
+    result (sign counts as at theta0), and ``laplace_samples > 0`` draws that many samples
+    of the Laplace posterior (:func:`invfem.diagnostics.laplace`) for kappa's mean and 95%
+    bands. ``problem_options`` are checked against the problem before any work.
     """
 
     problem: str
@@ -26,6 +33,8 @@ class ExperimentConfig:
     options: dict | str = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     hessian_at_start: bool = True
+    hessian_at_end: bool = True
+    laplace_samples: int = 0
     hessian_chunk: int | None = None
     device: str | None = None
     output: str = "results"
@@ -33,9 +42,20 @@ class ExperimentConfig:
     def __post_init__(self):
         if not isinstance(self.problem, str) or not self.problem:
             raise ConfigError(f"problem must be a problem name, got {self.problem!r}")
+        if not isinstance(self.seeds, (list, tuple)) or not all(_is_int(s) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"seeds must be a list of integers >= 0, e.g. [0] or [0, 1, 2]; got {self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed")
+        for name in ("hessian_at_start", "hessian_at_end"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not _is_int(self.laplace_samples) or self.laplace_samples < 0:
+            raise ConfigError(f"laplace_samples must be an integer >= 0 (0: no Laplace bands), got {self.laplace_samples!r}")
+        if self.hessian_chunk is not None and (not _is_int(self.hessian_chunk) or self.hessian_chunk < 1):
+            raise ConfigError(f"hessian_chunk must be a positive integer or null, got {self.hessian_chunk!r}")
+        if not isinstance(self.output, str) or not self.output:
+            raise ConfigError(f"output must be a folder path, got {self.output!r}")
         for name in ("problem_options", "options"):
             if not isinstance(getattr(self, name), (dict, str)) or name == "problem_options" and \
                     not isinstance(self.problem_options, dict):
@@ -47,6 +67,12 @@ class ExperimentConfig:
         parse_options(self.method, METHODS[self.method].options, self.options)  # fail before any work
         if self.device is not None:
             check_device(self.device)
+        from invfem.experiment.run import check_problem_options
+        check_problem_options(self.problem, self.problem_options)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_device(device):
@@ -62,15 +88,45 @@ def check_device(device):
     return dev
 
 
+def _beside(value, base: Path):
+    """``base / value`` when ``value`` is a relative path that exists there, else ``value`` unchanged."""
+    if isinstance(value, str) and value and not Path(value).is_absolute() and (base / value).is_file():
+        return str(base / value)
+    return value
+
+
+def _resolve_inputs(data: dict, base: Path) -> None:
+    """Input files named relative to the config file's folder (see :class:`ExperimentConfig`)."""
+    if isinstance(data.get("problem"), str) and data["problem"].endswith(".py"):
+        data["problem"] = _beside(data["problem"], base)
+    options = data.get("problem_options")
+    if not isinstance(options, dict):
+        return
+    if isinstance(options.get("mesh"), str):
+        options["mesh"] = _beside(options["mesh"], base)
+    observations = options.get("observations")
+    if isinstance(observations, str):
+        options["observations"] = _beside(observations, base)
+    elif isinstance(observations, dict) and isinstance(observations.get("file"), str):
+        options["observations"] = {**observations, "file": _beside(observations["file"], base)}
+
+
 def load_config(path: str | Path, **overrides) -> ExperimentConfig:
     """Read a YAML config; keyword ``overrides`` replace top-level keys."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
+    _resolve_inputs(data, path.parent)
     valid = {f.name for f in fields(ExperimentConfig)}
     unknown = sorted(set(data) - valid)
     if unknown:

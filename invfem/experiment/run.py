@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import pkgutil
 import threading
@@ -15,7 +16,9 @@ import torch
 
 from invfem.derivatives import symmetry_error, value_and_grad
 from invfem.errors import ConfigError
+from invfem.diagnostics import kappa_error, laplace
 from invfem.experiment.config import ExperimentConfig
+from invfem.experiment.outputs import write_outputs
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
 from invfem.structured import hessian_path
@@ -28,6 +31,59 @@ def load_problem(name: str, seed: int = 0, **options) -> Problem:
     if not hasattr(module, "make_problem"):
         raise ConfigError(f"{name}: defines no make_problem(seed, **options)")
     return module.make_problem(seed=seed, **options)
+
+
+def check_problem_options(name: str, options: dict) -> None:
+    """ConfigError (one line, naming the key) for options ``make_problem`` of ``name`` cannot take.
+
+    A problem module may define ``check_options(options)`` (the generic builders do: every
+    option, nested ones included, with its type and value); otherwise the options are checked
+    against ``make_problem``'s signature: unknown keys (unless it takes ``**options``) and values
+    whose type does not match the default's (a number for a number, a list for a tuple, ...).
+    """
+    module = problem_module(name)
+    if not hasattr(module, "make_problem"):
+        raise ConfigError(f"{name}: defines no make_problem(seed, **options)")
+    if hasattr(module, "check_options"):
+        module.check_options(dict(options))
+        return
+    parameters = dict(inspect.signature(module.make_problem).parameters)
+    parameters.pop("seed", None)
+    if "seed" in options:
+        raise ConfigError("problem_options.seed: seeds are set by the top-level key seeds")
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    valid = sorted(k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD and k != "device")
+    for key, value in options.items():
+        if key not in parameters or key == "device":
+            if open_ended:
+                continue
+            hint = " (set device at the top level)" if key == "device" else ""
+            raise ConfigError(f"problem_options: unknown option {key!r} of {name}{hint}; valid: {valid}")
+        expected = _expected_type(parameters[key].default)
+        if expected is not None and not _matches(value, expected):
+            raise ConfigError(f"problem_options.{key} must be {expected} (default {parameters[key].default!r}), "
+                              f"got {value!r}")
+
+
+def _expected_type(default) -> str | None:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    return None                        # None or a callable default: anything the problem accepts
+
+
+def _matches(value, expected: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"true or false": isinstance(value, bool), "an integer": number and float(value).is_integer(),
+            "a number": number, "a string": isinstance(value, str),
+            "a list": isinstance(value, (list, tuple))}[expected]
 
 
 def shipped_problems() -> list[str]:
@@ -64,7 +120,9 @@ def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
 
 
 def run_experiment(config: ExperimentConfig, log=print) -> dict:
-    """Run every seed of ``config``; write ``results.json`` and ``loss.png`` under ``config.output``."""
+    """Run every seed of ``config``; write ``results.json``, ``loss.png`` and, per seed, the trained
+    ``theta``, the law (``kappa_seed<k>.pt``), ParaView fields and kappa's plot under ``config.output``
+    (see :mod:`invfem.experiment.outputs`)."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
@@ -90,10 +148,11 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
                           hess=exact_hessian.function if dense else None, bounds=problem.bounds)
         log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
-            f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message})")
+            f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
         record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
                        "message": result.message, "history": result.history})
         torch.save(result.x.cpu(), out / f"theta_seed{seed}.pt")
+        record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log))
         runs.append(record)
     results = {"config": asdict(config), "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -101,6 +160,42 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     _plot_losses(runs, out / "loss.png", config)
     log(f"results written to {out}/")
     return results
+
+
+def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config: ExperimentConfig, seed: int,
+                    out: Path, log) -> dict:
+    """The exact Hessian's spectrum at the result, the error of kappa, Laplace bands, and the files."""
+    record = {}
+    h = None
+    if config.hessian_at_end or config.laplace_samples:
+        h = exact_hessian.function(theta)
+    if config.hessian_at_end:
+        summary = hessian_summary(h)
+        record["hessian_end"] = summary
+        log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
+            f"{summary['n_positive']} positive / {summary['n_negative']} negative")
+    error = kappa_error(problem, theta)
+    if error is not None:
+        record["kappa_error"] = error
+        log(f"[seed {seed}] relative L2 error of kappa: {error:.3e}")
+    posterior = None
+    if config.laplace_samples:
+        posterior = laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h)
+        true = None
+        if problem.kappa_true is not None:
+            inputs = posterior.points[:, None] if posterior.points.ndim == 1 else posterior.points
+            true = problem.kappa_true(inputs)
+        summary = record["laplace"] = posterior.summary(true)
+        clipped = (f"; {posterior.n_clipped} negative eigenvalue(s) of the misfit Hessian clipped "
+                   f"(most negative {posterior.most_negative:.2e})" if posterior.n_clipped else "")
+        covered = lambda kind: f", contains the true kappa at {100 * summary['coverage'][kind]:.0f}% of the dofs" \
+            if true is not None else ""
+        log(f"[seed {seed}] Laplace (alpha = {posterior.alpha:g}{clipped}): mean width of the 95% band of kappa "
+            f"{summary['band_width_linearized_mean']:.3e} linearized{covered('linearized')}; "
+            f"{summary['band_width_mean']:.3e} from {config.laplace_samples} samples{covered('samples')}")
+    files = write_outputs(problem, theta, out, seed, posterior)
+    record["files"] = [p.name for p in files]
+    return record
 
 
 def _import_plotting() -> None:

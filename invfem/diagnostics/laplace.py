@@ -1,0 +1,167 @@
+"""Uncertainty of a learned law: the Laplace approximation with the EXACT Hessian.
+
+A loss ``L(theta) = misfit(theta) + alpha ||theta||^2`` whose misfit is the negative
+log-likelihood of the data (``(1/2) sum ((B u - d) / sigma)^2`` when sigma is given) is the
+negative log-posterior of theta under the prior ``N(0, I / (2 alpha))``. Around the optimum
+theta*, the Laplace approximation is ``N(theta*, Sigma)`` with
+
+    Sigma = (H + 2 alpha I)^{-1},   H = Hess misfit(theta*)  (exact, through the PDE solve),
+
+where the negative part of ``H`` (a stationary point that is not a strict minimum, or a
+misfit that is not locally convex) is clipped to zero and reported. Two predictives of kappa:
+
+- samples ``theta ~ N(theta*, Sigma)`` pushed through kappa_theta: pointwise mean, standard
+  deviation and 95% band (2.5% / 97.5% quantiles);
+- the linearized predictive ``kappa_theta* + J (theta - theta*)``, ``J = d kappa / d theta``:
+  standard deviation ``sqrt(diag(J Sigma J^T))``, band ``kappa_theta* +- 1.96 std``, no sampling.
+
+They agree when kappa is close to linear over the posterior's spread. A network fitted to
+few observations keeps directions the data do not see (prior variance there); moving along
+several of them at once changes kappa at second order (an output weight times a hidden
+weight) and the pushed-through samples then spread far more than the data allow. The
+linearized bands are the ones that stay calibrated there (Immer et al., AISTATS 2021,
+"Improving predictions of Bayesian neural nets via local linearization"; laplace-torch's
+default ``glm`` predictive): ``docs/user_problems.md`` shows both on the L-shape example,
+with how often they contain the true law. Without sigma the misfit is the reference's plain sum of squares,
+i.e. the likelihood of noise with variance 1/2: the bands then show the shape of the
+uncertainty, not calibrated error bars.
+
+hIPPYlib builds this posterior for FEM parameter fields, laplace-torch for networks with
+Gauss–Newton curvature and no PDE; here H is the exact Hessian of the PDE-coupled loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from invfem.errors import ConfigError
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceResult:
+    """The Laplace posterior at ``theta`` and kappa's statistics at ``points``.
+
+    Attributes
+    ----------
+    theta : the optimum (the posterior mean of theta).
+    covariance : ``(P, P)`` posterior covariance ``(H_+ + 2 alpha I)^{-1}``.
+    eigenvalues : eigenvalues of the misfit Hessian ``H`` (before clipping), ascending.
+    n_clipped : how many were negative (set to zero); ``most_negative`` the smallest (0 if none).
+    alpha : the prior weight of ``alpha ||theta||^2``.
+    points : where kappa was evaluated (``(n, 2)`` points for kappa(x), ``(n,)`` values for kappa(u)).
+    kappa_map : kappa at ``theta``; ``samples`` ``(n_samples, n)`` kappa of the theta samples.
+    mean, std, lower, upper : pointwise sample mean, standard deviation and 2.5% / 97.5% quantiles.
+    std_linearized, lower_linearized, upper_linearized : the linearized predictive's standard
+        deviation and ``kappa_map -+ 1.96 std_linearized``.
+    """
+
+    theta: torch.Tensor
+    covariance: torch.Tensor
+    eigenvalues: torch.Tensor
+    n_clipped: int
+    most_negative: float
+    alpha: float
+    points: torch.Tensor
+    kappa_map: torch.Tensor
+    samples: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    std_linearized: torch.Tensor
+
+    @property
+    def lower_linearized(self) -> torch.Tensor:
+        return self.kappa_map - 1.96 * self.std_linearized
+
+    @property
+    def upper_linearized(self) -> torch.Tensor:
+        return self.kappa_map + 1.96 * self.std_linearized
+
+    @property
+    def band_width(self) -> torch.Tensor:
+        """``upper - lower`` at every point (the width of the sampled 95% band)."""
+        return self.upper - self.lower
+
+    @property
+    def band_width_linearized(self) -> torch.Tensor:
+        """The width of the linearized 95% band, ``2 * 1.96 * std_linearized``."""
+        return 3.92 * self.std_linearized
+
+    def coverage(self, kappa_true: torch.Tensor) -> dict:
+        """The fraction of the points where each 95% band contains ``kappa_true`` (at the same points)."""
+        inside = lambda lo, hi: float(((kappa_true >= lo) & (kappa_true <= hi)).to(torch.float64).mean())
+        return {"samples": inside(self.lower, self.upper),
+                "linearized": inside(self.lower_linearized, self.upper_linearized)}
+
+    def summary(self, kappa_true: torch.Tensor | None = None) -> dict:
+        """Plain numbers for a results file: clipping, prior, band widths (and their coverage of
+        ``kappa_true`` at :attr:`points`, when given)."""
+        out = {"n_samples": int(self.samples.shape[0]), "alpha": self.alpha, "n_clipped": self.n_clipped,
+               "most_negative": self.most_negative, "lambda_max": float(self.eigenvalues[-1]),
+               "band_width_mean": float(self.band_width.mean()), "band_width_max": float(self.band_width.max()),
+               "band_width_linearized_mean": float(self.band_width_linearized.mean()),
+               "band_width_linearized_max": float(self.band_width_linearized.max()),
+               "std_mean": float(self.std.mean()), "std_linearized_mean": float(self.std_linearized.mean())}
+        if kappa_true is not None:
+            out["coverage"] = self.coverage(kappa_true)
+        return out
+
+
+def _default_points(problem, theta: torch.Tensor) -> torch.Tensor:
+    """kappa(x): the space's dof coordinates; kappa(u): the nodal values of u_theta (both: one value per dof)."""
+    space = problem.info.get("space")
+    if problem.info.get("kappa_input", "x") == "u":
+        if problem.fields is None:
+            raise ConfigError("laplace: give the u values to evaluate kappa(u) at (points=...)")
+        fields = problem.fields(theta)
+        return fields.get("u_theta", fields.get("u_obs")).reshape(-1)
+    if space is None:
+        raise ConfigError("laplace: the problem has no space in its info; give the points to evaluate kappa at")
+    return space.dof_coordinates
+
+
+def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, points=None, alpha: float | None = None,
+            hessian: torch.Tensor | None = None) -> LaplaceResult:
+    """The Laplace posterior of ``problem``'s network at ``theta`` and kappa's bands.
+
+    ``alpha`` defaults to the problem's ``regularization`` (``info``); ``hessian`` is the exact
+    Hessian of ``problem.loss`` at ``theta`` when already computed (else ``problem.hessian``).
+    ``points``: where to evaluate kappa (default: one value per dof — at the dof coordinates for
+    kappa(x), at the dof values of u_theta for kappa(u)). A singular misfit Hessian with ``alpha = 0`` has no proper posterior: an error.
+    """
+    if not isinstance(n_samples, int) or n_samples < 2:
+        raise ConfigError(f"laplace: n_samples must be an integer >= 2, got {n_samples!r}")
+    alpha = float(problem.info.get("regularization", 0.0) if alpha is None else alpha)
+    if alpha < 0:
+        raise ConfigError(f"laplace: alpha must be >= 0, got {alpha}")
+    theta = theta.detach()
+    h = problem.hessian(theta) if hessian is None else hessian
+    n = theta.numel()
+    misfit_h = 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(n, dtype=h.dtype, device=h.device)
+    lam, vectors = torch.linalg.eigh(misfit_h)
+    n_clipped = int((lam < 0).sum())
+    precision = lam.clamp(min=0) + 2.0 * alpha
+    if alpha == 0 and bool(precision.min() <= 1e-12 * precision.max().clamp(min=1e-300)):
+        raise ConfigError("laplace: the misfit Hessian is singular and there is no prior (regularization: 0); "
+                          "set regularization > 0 for a proper posterior")
+    scale = precision.rsqrt()
+    covariance = (vectors * scale**2) @ vectors.T
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(n_samples, n, generator=gen, dtype=torch.float64).to(theta.device)
+    thetas = theta + (z * scale) @ vectors.T
+    points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
+                                                                                      device=theta.device)
+    inputs = points[:, None] if points.ndim == 1 else points
+    with torch.no_grad():
+        kappa_map = problem.kappa(theta, inputs)
+        samples = torch.stack([problem.kappa(t, inputs) for t in thetas])
+    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)           # (n, P)
+    std_linearized = ((jacobian @ vectors) * scale).norm(dim=1)
+    quantiles = torch.quantile(samples, torch.tensor([0.025, 0.975], dtype=samples.dtype, device=samples.device), dim=0)
+    return LaplaceResult(theta=theta, covariance=covariance, eigenvalues=lam, n_clipped=n_clipped,
+                         most_negative=float(lam[0].clamp(max=0)), alpha=alpha, points=points, kappa_map=kappa_map,
+                         samples=samples, mean=samples.mean(0), std=samples.std(0), lower=quantiles[0],
+                         upper=quantiles[1], std_linearized=std_linearized)

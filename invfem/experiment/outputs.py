@@ -1,0 +1,138 @@
+"""What a run leaves besides results.json: the learned law, fields for ParaView and kappa's plot.
+
+For one seed with parameters ``theta`` (the files are named ``<kind>_seed<k>``):
+
+- ``kappa_seed<k>.pt``: the law with its network description (:func:`invfem.load_kappa`);
+- ``fields_seed<k>.vtu``: the mesh with u_theta, kappa, kappa_true (when known), u_obs and
+  the misfit (nodal observations), kappa's Laplace statistics (when computed): sample mean /
+  std / 95% band, and the linearized std / band (``*_linearized``);
+  stationary problems only (for heat it holds kappa and the final state);
+- ``observations_seed<k>.vtu``: the observation points with u_obs, u_theta and the misfit;
+- ``states_seed<k>.xdmf``: heat's time series of u_theta (kappa alongside);
+- ``kappa_seed<k>.png``: learned vs true kappa (and the band width, with Laplace).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invfem.fem.export import write_points, write_time_series, write_vtu
+from invfem.law import save_kappa
+from invfem.nn import MLP
+
+
+def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=None) -> list[Path]:
+    """Write the files above that apply to ``problem``; returns their paths."""
+    written = []
+    kind = problem.info.get("kappa_input", "x")
+    if isinstance(problem.kappa, MLP) and problem.kappa.widths[-1] == 1:
+        written.append(save_kappa(out / f"kappa_seed{seed}.pt", problem.kappa, theta, kind, problem=problem.name,
+                                  seed=seed))
+    space = problem.info.get("space")
+    if problem.fields is None or space is None:
+        return written
+    fields = problem.fields(theta)
+    nodal = _nodal_kappa_fields(problem, theta, fields, kind, laplace)
+    points = fields.pop("_points", None)
+    fields.pop("kappa", None)
+    if "times" in fields:
+        times = fields.pop("times")
+        written.append(write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields, nodal))
+        written.append(write_vtu(out / f"fields_seed{seed}.vtu", space,
+                                 {**{f"{k}_final": v[-1] for k, v in fields.items()}, **nodal}))
+    else:
+        written.append(write_vtu(out / f"fields_seed{seed}.vtu", space, {**fields, **nodal}))
+    if points is not None:
+        locations = points.pop("points")
+        written.append(write_points(out / f"observations_seed{seed}.vtu", locations, points))
+    written.append(plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state_of(fields), laplace))
+    return written
+
+
+def state_of(fields: dict) -> torch.Tensor | None:
+    """The nodal state kappa(u) is evaluated at: u_theta, or the observed full field (residual losses)."""
+    return fields.get("u_theta", fields.get("u_obs"))
+
+
+def _nodal_kappa_fields(problem, theta, fields, kind, laplace) -> dict:
+    """kappa_theta, kappa_true and the Laplace statistics, one value per dof."""
+    space = problem.info["space"]
+    inputs = space.dof_coordinates if kind == "x" else state_of(fields).reshape(-1)[:, None]
+    with torch.no_grad():
+        out = {"kappa": problem.kappa(theta, inputs)}
+        if problem.kappa_true is not None:
+            out["kappa_true"] = problem.kappa_true(inputs)
+    if laplace is not None and laplace.mean.shape == (space.n_dofs,):
+        out.update(kappa_mean=laplace.mean, kappa_std=laplace.std, kappa_lower=laplace.lower,
+                   kappa_upper=laplace.upper, kappa_band=laplace.band_width,
+                   kappa_std_linearized=laplace.std_linearized, kappa_lower_linearized=laplace.lower_linearized,
+                   kappa_upper_linearized=laplace.upper_linearized, kappa_band_linearized=laplace.band_width_linearized)
+    return out
+
+
+def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=None) -> Path:
+    """Learned vs true kappa: maps over the mesh for kappa(x), curves over u for kappa(u)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kind = problem.info.get("kappa_input", "x")
+    space = problem.info["space"]
+    if kind == "u":
+        fig = Figure(figsize=(5.5, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        u = u_theta.reshape(-1) if u_theta is not None else laplace.points
+        s = torch.linspace(float(u.min()), float(u.max()), 201, dtype=torch.float64, device=theta.device)
+        with torch.no_grad():
+            ax.plot(s.cpu(), problem.kappa(theta, s[:, None]).cpu(), label=r"learned $\kappa_\theta(u)$")
+            if problem.kappa_true is not None:
+                ax.plot(s.cpu(), problem.kappa_true(s[:, None]).cpu(), "k--", label=r"true $\kappa(u)$")
+        if laplace is not None:
+            order = torch.argsort(laplace.points.reshape(-1))
+            u_sorted = laplace.points.reshape(-1)[order].cpu()
+            ax.fill_between(u_sorted, laplace.lower[order].cpu(), laplace.upper[order].cpu(), alpha=0.2,
+                            label="95% band, Laplace samples")
+            ax.fill_between(u_sorted, laplace.lower_linearized[order].cpu(), laplace.upper_linearized[order].cpu(),
+                            alpha=0.4, label="95% band, linearized")
+        ax.set_xlabel("u")
+        ax.set_ylabel(r"$\kappa$")
+        ax.legend()
+    else:
+        panels = [("learned $\\kappa_\\theta$", "kappa")]
+        vertex = space.basis.nodal_dofs[0]
+        xy = space.dof_coordinates[vertex]
+        with torch.no_grad():
+            values = {"kappa": problem.kappa(theta, xy)}
+            if problem.kappa_true is not None:
+                values["true"] = problem.kappa_true(xy)
+                values["error"] = (values["kappa"] - values["true"]).abs()
+                panels += [("true $\\kappa$", "true"), ("$|\\kappa_\\theta - \\kappa|$", "error")]
+        if laplace is not None and laplace.band_width.shape == (space.n_dofs,):
+            values["band_linearized"] = laplace.band_width_linearized[vertex]
+            values["band"] = laplace.band_width[vertex]
+            panels += [("95% band width, linearized", "band_linearized"), ("95% band width, samples", "band")]
+        fig = Figure(figsize=(3.6 * len(panels), 3.3))
+        FigureCanvasAgg(fig)
+        x, y = space.mesh.p
+        shared = [float(min(values[k].min() for k in ("kappa", "true") if k in values)),
+                  float(max(values[k].max() for k in ("kappa", "true") if k in values))]
+        for i, (title, key) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
+            limits = shared if key in ("kappa", "true") else (None, None)
+            image = ax.tripcolor(x, y, space.mesh.t.T, values[key].cpu().numpy(), shading="gouraud",
+                                 vmin=limits[0], vmax=limits[1])
+            fig.colorbar(image, ax=ax, shrink=0.8)
+            points = problem.info.get("observation_points")
+            if i == 0 and points is not None:
+                points = np.asarray(points)
+                ax.plot(points[:, 0], points[:, 1], "k.", markersize=2)
+            ax.set_title(title, fontsize=9)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
