@@ -453,3 +453,11 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     }
     for expected, text in cases.items():
         assert expected in _one_line_error(tmp_path, capsys, text), expected
+
+
+def test_nonpositive_kappa_of_u_is_an_error_naming_it():
+    """kappa_theta(u) <= 0 at a quadrature point of the Newton solution: not elliptic, an error."""
+    p = small(coefficient_input="u", network={"widths": [3], "positivity": None, "shift": -2.0},
+              observations={"synthetic": {"kappa_true": "1 + u", "at": 10}})
+    with pytest.raises(NonPositiveCoefficientError, match="smallest value"):
+        p.loss(p.theta0)
