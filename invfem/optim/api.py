@@ -8,6 +8,7 @@ history format.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
 from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions,
                                   ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
 from invfem.optim.oracle import Oracle
-from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, trust_region
+from invfem.optim.trust_region import STATUS_MESSAGES, STATUS_ROUNDOFF, LoopSettings, trust_region
 
 
 class OptimizeResult(scipy.optimize.OptimizeResult):
@@ -93,10 +94,11 @@ def _bounds(bounds, n):
 
 def _interior(x0, lower, upper, method):
     outside = np.flatnonzero((x0 < lower) | (x0 > upper))
-    if outside.size:
+    if outside.size:            # as scipy.optimize.minimize: clip into the bounds, with a warning
         i = outside[0]
-        raise ValueError(f"x0 lies outside the bounds at index {i}: {x0[i]} not in [{lower[i]}, {upper[i]}] "
-                         f"({outside.size} such entries)")
+        warnings.warn(f"x0 lies outside the bounds at {outside.size} entries (first: index {i}, {x0[i]} not in "
+                      f"[{lower[i]}, {upper[i]}]); clipped into the bounds", RuntimeWarning, stacklevel=3)
+        x0 = np.clip(x0, lower, upper)
     if method == "trust-reflective":
         fixed = np.flatnonzero(lower == upper)
         if fixed.size:
@@ -119,9 +121,10 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
       newton-damped, newton-exact, saddle-free-newton, adam, bfgs (invfem's O(n^2) BFGS),
       scipy-bfgs, l-bfgs-b).
     * ``bounds``: ``(lower, upper)`` (tensors, arrays or scalars; +-inf allowed) or
-      ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them. x0 must lie
-      inside; trust-reflective keeps iterates strictly feasible and moves entries of x0
-      lying on a bound inside by a relative 1e-10.
+      ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them. An x0
+      outside them is clipped into them with a warning (as scipy does); trust-reflective
+      keeps iterates strictly feasible and moves entries of x0 lying on a bound inside by a
+      relative 1e-10.
     * ``options``: None, a dict, a preset name (``"reference-001"`` for trust-ncg), or the
       method's options dataclass; unknown keys raise ``ConfigError`` naming the valid ones.
     * Derivatives come from ``torch.func`` unless ``jac(x)``, ``hess(x)`` or ``hessp(x, v)``
@@ -135,7 +138,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     Returns an :class:`OptimizeResult`: ``x`` and ``jac`` as tensors, ``fun``, ``nit``,
     ``nfev``, ``njev``, ``nhev``, ``status`` (0 converged, 1 maxiter, 2 callback, 3 radius
     collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 7 a scipy method met
-    an undefined trial point), ``message``, ``success``, ``history``.
+    an undefined trial point, 8 the predicted reduction is at f's round-off), ``message``,
+    ``success`` (status 0 or 8), ``history``.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid: {sorted(METHODS)}")
@@ -170,7 +174,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     return OptimizeResult(x=torch.as_tensor(x, device=device), fun=float(f), jac=torch.as_tensor(g, device=device),
                           nit=len(history) - 1,
                           nfev=oracle.nfev, njev=oracle.njev, nhev=oracle.nhev, status=status, message=message,
-                          success=status == 0, optimality=optimality, history=history, method=method)
+                          success=status in (0, STATUS_ROUNDOFF), optimality=optimality, history=history, method=method)
 
 
 def _run(spec, opts, oracle, x0, bounds, callback):

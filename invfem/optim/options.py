@@ -18,6 +18,12 @@ def _positive(name, value, allow_inf=False):
         raise ConfigError(f"option {name} must be a positive{' ' if allow_inf else ' finite '}number, got {value!r}")
 
 
+def _tolerance(name, value):
+    """A stopping tolerance: finite and >= 0 (0: never stop on it, e.g. reference 000's gtol: 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise ConfigError(f"option {name} must be a finite number >= 0 (0: never stop on it), got {value!r}")
+
+
 def _count(name, value, allow_none=False):
     if value is None and allow_none:
         return
@@ -55,7 +61,7 @@ class TrustRegionOptions:
             raise ConfigError(f"initial_radius {self.initial_radius} exceeds max_radius {self.max_radius}")
         if not 0 <= self.eta < 0.25:
             raise ConfigError(f"option eta must lie in [0, 0.25), got {self.eta!r}")
-        _positive("gtol", self.gtol)
+        _tolerance("gtol", self.gtol)
         _positive("xtol", self.xtol)
         _count("maxiter", self.maxiter)
         if not 0 < self.shrink < 1:
@@ -142,7 +148,7 @@ class NewtonOptions:
         _positive("alpha", self.alpha)
         if not (self.mu >= 0) or math.isinf(self.mu):
             raise ConfigError(f"option mu must be a finite number >= 0, got {self.mu!r}")
-        _positive("gtol", self.gtol)
+        _tolerance("gtol", self.gtol)
         _count("maxiter", self.maxiter)
         _count("hessian_chunk", self.hessian_chunk, allow_none=True)
 
@@ -159,7 +165,7 @@ class ExactNewtonOptions:
 
     def __post_init__(self):
         _positive("alpha", self.alpha)
-        _positive("gtol", self.gtol)
+        _tolerance("gtol", self.gtol)
         _count("maxiter", self.maxiter)
         _count("hessian_chunk", self.hessian_chunk, allow_none=True)
 
@@ -176,7 +182,7 @@ class AdamOptions:
     def __post_init__(self):
         _positive("lr", self.lr)
         _count("maxiter", self.maxiter)
-        _positive("gtol", self.gtol)
+        _tolerance("gtol", self.gtol)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"option betas must be two numbers in [0, 1), got {self.betas!r}")
 
@@ -190,7 +196,7 @@ class ScipyOptions:
 
     def __post_init__(self):
         _count("maxiter", self.maxiter)
-        _positive("gtol", self.gtol)
+        _tolerance("gtol", self.gtol)
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,7 @@ class BfgsOptions:
 
     def __post_init__(self):
         _count("maxiter", self.maxiter)
-        if not self.gtol >= 0 or math.isinf(self.gtol):
-            raise ConfigError(f"option gtol must be a finite number >= 0, got {self.gtol!r}")
+        _tolerance("gtol", self.gtol)
         if not 0 < self.c1 < self.c2 < 1:
             raise ConfigError(f"options must satisfy 0 < c1 < c2 < 1, got c1={self.c1!r}, c2={self.c2!r}")
         if not self.xrtol >= 0:

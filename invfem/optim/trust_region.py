@@ -12,7 +12,12 @@ forms rho = (f(x) - f(x + p) - correction) / predicted, and
   (Nocedal & Wright, Alg. 4.1).
 
 It stops when the optimality measure is below gtol (status 0), after maxiter iterations
-(1), when the callback asks (2), or when the radius drops below xtol (1 + ||x||) (3).
+(1), when the callback asks (2), when the radius drops below xtol (1 + ||x||) (3), or when
+the model's predicted change is at the round-off of f and its step no longer lowers the
+optimality measure (8). Below f's round-off rho is noise: such steps are taken while they
+still lower ||g|| (the model is exact at that scale), and the run stops at the first that
+does not — instead of shrinking the radius through rejected steps (a converged
+least-squares fit with f* ~ 1e5 spent 9 such iterations before this test).
 """
 
 from __future__ import annotations
@@ -30,7 +35,12 @@ STATUS_MESSAGES = {
     1: "maximum number of iterations reached",
     2: "stopped by callback",
     3: "trust radius below xtol (1 + ||x||): no further decrease representable",
+    8: "predicted reduction at the round-off of f: converged as far as f can show",
 }
+
+STATUS_ROUNDOFF = 8
+#: the model's predicted change is at f's round-off below this multiple of eps |f|
+ROUNDOFF = 100 * np.finfo(np.float64).eps
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,21 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             status = 0
             break
         step = model.step(radius)
+        if abs(step.predicted) <= ROUNDOFF * abs(f) or step.norm == 0:
+            # rho is round-off noise here, but the quadratic model is exact at this scale: take
+            # the step while it still lowers the optimality measure, stop at the first that does not
+            roundoff = _roundoff_step(oracle, x, f, step, model, build_model)
+            if roundoff is None:
+                status = STATUS_ROUNDOFF
+                break
+            x, f, g, model = roundoff
+            history.append(history_entry(k, f, model.optimality, oracle, start, radius=radius,
+                                         step_norm=float(np.linalg.norm(step.p)), accepted=True,
+                                         inner_iterations=int(step.inner_iterations), f_trial=f))
+            if callback is not None and callback({**history[-1], "x": oracle.tensor(x.copy())}):
+                status = 2
+                break
+            continue
         f_trial = oracle.value(x + step.p)
         finite = math.isfinite(f_trial)
         if finite and step.predicted > 0:
@@ -114,6 +139,21 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
     else:
         status = 0 if model.optimality < settings.gtol else 1
     return x, f, g, status, history
+
+
+def _roundoff_step(oracle, x, f, step, model, build_model):
+    """The step of a model whose predicted change is below f's round-off: (x, f, g, model) after
+    it when f does not rise beyond round-off and the optimality measure drops, else None (stop)."""
+    if step.norm == 0:
+        return None
+    x_new = x + step.p
+    f_new, g_new = oracle.trial_value_and_grad(x_new)
+    if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not np.all(np.isfinite(g_new)):
+        return None
+    new_model = build_model(x_new, g_new, model)
+    if not new_model.optimality < model.optimality:
+        return None
+    return x_new, f_new, g_new, new_model
 
 
 def history_entry(k, f, optimality, oracle, start, **step):
