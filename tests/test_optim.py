@@ -434,3 +434,34 @@ def test_undefined_points_end_the_baselines_that_cannot_reject_them():
     assert res.status in (0, 7) and bool((res.x < 1).all())
     with pytest.raises(InvalidTrialPoint, match="x = 1.5"):
         minimize(_undefined_beyond_one, torch.full((3,), 1.5), method="trust-exact")
+
+
+@pytest.mark.parametrize("method,options", [("trust-exact", {"maxiter": 40}), ("trust-ncg", {"maxiter": 30}),
+                                            ("trust-krylov", {"maxiter": 30}), ("newton-damped", {"maxiter": 20}),
+                                            ("trust-reflective", {"maxiter": 25}),
+                                            ("adam", {"maxiter": 60, "lr": 1e-2}), ("bfgs", {"maxiter": 60}),
+                                            ("l-bfgs-b", {"maxiter": 60})])
+def test_resume_from_a_checkpoint(method, options):
+    """A run resumed from its checkpoint at iteration 14 ends where the uninterrupted run ends
+    (exactly, for every runner whose memory is ours); scipy's restarts from x with a fresh memory."""
+    import copy
+
+    from invfem.optim import Checkpoint
+
+    fun, x0 = CLASSICAL[1].fun, CLASSICAL[1].start()         # Rosenbrock in 10 dimensions
+    full = minimize(fun, x0, method=method, options=options)
+    saved = []
+    minimize(fun, x0, method=method, options={**options, "maxiter": 17},
+             checkpoint=Checkpoint(lambda s: saved.append(copy.deepcopy(s)), every=7))
+    assert [s["iteration"] for s in saved] == [7, 14] and saved[-1]["method"] == method
+    resumed = minimize(fun, x0, method=method, options=options, resume=saved[-1])
+    assert resumed.nit == full.nit and len(resumed.history) == len(full.history)
+    if method == "l-bfgs-b":
+        assert saved[-1]["exact"] is False and resumed.fun < full.history[14]["f"]
+    else:
+        assert saved[-1]["exact"] is True
+        torch.testing.assert_close(resumed.x, full.x, rtol=0, atol=1e-12)
+        assert [h["f"] for h in resumed.history] == [h["f"] for h in full.history]
+        assert resumed.nfev == full.nfev and resumed.njev == full.njev
+    with pytest.raises(ConfigError, match="cannot resume"):
+        minimize(fun, x0, method="trust-ncg" if method != "trust-ncg" else "adam", resume=saved[-1])

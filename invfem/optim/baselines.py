@@ -6,6 +6,7 @@ loop (entry 0: the start; entry k: after k iterations), so studies compare like 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -14,6 +15,7 @@ import scipy.optimize
 import torch
 
 from invfem.errors import InvalidTrialPoint, NonFiniteError
+from invfem.optim.checkpoint import common_state, restore_common
 from invfem.optim.trust_region import history_entry
 
 
@@ -24,18 +26,31 @@ def _entry(k, f, g, oracle, start, **step):
     return history_entry(k, f, np.linalg.norm(g), oracle, start, **step)
 
 
-def adam(oracle, x0, options, callback=None, bounds=None):
+def adam(oracle, x0, options, callback=None, bounds=None, checkpoint=None, resume=None):
     """Adam with a fixed learning rate; stops at ||g|| < gtol, maxiter, or a step to a non-finite or
-    undefined loss (status 4, x stays at the last valid point)."""
-    start = time.perf_counter()
-    x = torch.tensor(x0, dtype=torch.float64)
-    opt = torch.optim.Adam([x], lr=options.lr, betas=options.betas)
-    f, g = oracle.value_and_grad(x.detach().numpy())
-    if not math.isfinite(f):
-        raise NonFiniteError(f"fun is not finite at x0 (f = {f})")
-    history = [_entry(0, f, g, oracle, start)]
+    undefined loss (status 4, x stays at the last valid point). Checkpoints keep the moments."""
+    if resume is None:
+        start, k0 = time.perf_counter(), 0
+        x = torch.tensor(x0, dtype=torch.float64)
+        opt = torch.optim.Adam([x], lr=options.lr, betas=options.betas)
+        f, g = oracle.value_and_grad(x.detach().numpy())
+        if not math.isfinite(f):
+            raise NonFiniteError(f"fun is not finite at x0 (f = {f})")
+        history = [_entry(0, f, g, oracle, start)]
+    else:
+        start, history, k0, x_np, f, g = restore_common(oracle, resume, "adam")
+        x = torch.tensor(x_np, dtype=torch.float64)
+        opt = torch.optim.Adam([x], lr=options.lr, betas=options.betas)
+        opt.load_state_dict(resume["adam"])
+
+    def state():
+        return common_state("adam", len(history) - 1, x.detach().numpy(), f, g, history, oracle, start,
+                            adam=copy.deepcopy(opt.state_dict()))
+
     status = 1
-    for k in range(1, options.maxiter + 1):
+    for k in range(k0 + 1, options.maxiter + 1):
+        if checkpoint is not None:
+            checkpoint.maybe(k - 1, state)
         if np.linalg.norm(g) < options.gtol:
             status = 0
             break
@@ -62,8 +77,7 @@ def adam(oracle, x0, options, callback=None, bounds=None):
 def scipy_method(name):
     """``scipy.optimize.minimize(method=name)`` fed with exact torch gradients."""
 
-    def run(oracle, x0, options, callback=None, bounds=None):
-        start = time.perf_counter()
+    def run(oracle, x0, options, callback=None, bounds=None, checkpoint=None, resume=None):
         last = {}
 
         def fg(xn):
@@ -71,19 +85,30 @@ def scipy_method(name):
             last.update(x=np.array(xn), f=f, g=g)
             return f, g
 
-        f0, g0 = fg(np.asarray(x0))
-        history = [_entry(0, f0, g0, oracle, start)]
+        if resume is None:
+            start = time.perf_counter()
+            f0, g0 = fg(np.asarray(x0))
+            history = [_entry(0, f0, g0, oracle, start)]
+        else:               # scipy's memory (inverse Hessian, L-BFGS pairs) is not ours to keep: restart from x
+            start, history, _, x0, f0, g0 = restore_common(oracle, resume, "scipy")
+            last.update(x=np.array(x0), f=f0, g=g0)
         prev = [np.asarray(x0)]
+        done = len(history) - 1
 
         def cb(intermediate_result):
             xk = np.asarray(intermediate_result.x)
             f, g = (last["f"], last["g"]) if np.array_equal(last["x"], xk) else fg(xk)
             history.append(_entry(len(history), f, g, oracle, start, step_norm=float(np.linalg.norm(xk - prev[0]))))
             prev[0] = xk.copy()
+            if checkpoint is not None:
+                checkpoint.maybe(len(history) - 1, lambda: common_state("scipy", len(history) - 1, xk, f, g, history,
+                                                                        oracle, start, exact=False))
             if callback is not None and callback({**history[-1], "x": oracle.tensor(xk.copy())}):
                 raise StopIteration
 
-        scipy_options = {"maxiter": options.maxiter, "gtol": options.gtol}
+        if done >= options.maxiter:
+            return prev[0], f0, g0, 1, history
+        scipy_options = {"maxiter": options.maxiter - done, "gtol": options.gtol}
         if name == "L-BFGS-B":
             scipy_options["ftol"] = 0.0  # stop on the gradient, as the other methods do
         try:

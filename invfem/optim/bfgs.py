@@ -30,6 +30,7 @@ import scipy.optimize
 import torch
 
 from invfem.errors import NonFiniteError
+from invfem.optim.checkpoint import common_state, restore_common
 from invfem.optim.trust_region import history_entry
 
 try:   # scipy's own line-search pair (private module, stable since scipy 1.0); public wolfe2 otherwise
@@ -100,27 +101,39 @@ def _backtrack(cache, x, p, f, g, alpha):
     return None
 
 
-def bfgs(oracle, x0, options, callback=None, bounds=None):
+def bfgs(oracle, x0, options, callback=None, bounds=None, checkpoint=None, resume=None):
     """Run BFGS from ``x0``; returns (x, f, g, status, history) like every invfem runner.
 
     Stops when ``||g|| <= gtol`` (status 0), after ``maxiter`` iterations (1), when the
-    callback returns True (2), or when no step satisfies the line search (6).
+    callback returns True (2), or when no step satisfies the line search (6). Checkpoints
+    keep the inverse Hessian and the line search's previous value: resumes are exact.
     """
-    start = time.perf_counter()
-    x = np.array(x0, dtype=np.float64)
-    n = x.shape[0]
     cache = _Cached(oracle)
-    f, g = oracle.value_and_grad(x)          # an undefined x0 raises here, with its own message
-    if not math.isfinite(f):
-        raise NonFiniteError(f"fun is not finite at x0 (f = {f})")
+    if resume is None:
+        start, k0 = time.perf_counter(), 0
+        x = np.array(x0, dtype=np.float64)
+        f, g = oracle.value_and_grad(x)          # an undefined x0 raises here, with its own message
+        if not math.isfinite(f):
+            raise NonFiniteError(f"fun is not finite at x0 (f = {f})")
+        if not np.all(np.isfinite(g)):
+            raise NonFiniteError("the gradient is not finite at x0")
+        inv_h = torch.eye(x.shape[0], dtype=torch.float64, device=oracle.device)
+        old_f = f + np.linalg.norm(g) / 2          # scipy's initial step guess: |dx| ~ 1
+        history = [history_entry(0, f, np.linalg.norm(g), oracle, start)]
+    else:
+        start, history, k0, x, f, g = restore_common(oracle, resume, "bfgs")
+        inv_h = torch.as_tensor(resume["inverse_hessian"], dtype=torch.float64).to(oracle.device).clone()
+        old_f = float(resume["old_f"])
     cache.x, cache.f, cache.g = np.array(x), f, g
-    if not np.all(np.isfinite(g)):
-        raise NonFiniteError("the gradient is not finite at x0")
-    inv_h = torch.eye(n, dtype=torch.float64, device=oracle.device)
-    old_f = f + np.linalg.norm(g) / 2          # scipy's initial step guess: |dx| ~ 1
-    history = [history_entry(0, f, np.linalg.norm(g), oracle, start)]
+
+    def state():
+        return common_state("bfgs", len(history) - 1, x, f, g, history, oracle, start,
+                            inverse_hessian=inv_h.detach().cpu().clone(), old_f=float(old_f))
+
     status = 1
-    for k in range(1, options.maxiter + 1):
+    for k in range(k0 + 1, options.maxiter + 1):
+        if checkpoint is not None:
+            checkpoint.maybe(k - 1, state)
         if np.linalg.norm(g) <= options.gtol:
             status = 0
             break

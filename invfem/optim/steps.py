@@ -49,6 +49,15 @@ class ExactModel:
         self._guess = previous._solved[1] if isinstance(previous, ExactModel) else None
         self._bounds = eigenvalue_bounds(self.H)
 
+    def warm_state(self) -> dict:
+        """What the next steps depend on beyond H and g (for checkpoints)."""
+        return {"guess": None if self._guess is None else float(self._guess),
+                "solved": [float(v) for v in self._solved]}
+
+    def restore(self, state: dict) -> None:
+        self._guess = state["guess"]
+        self._solved = tuple(state["solved"])
+
     def step(self, radius) -> Step:
         o = self.options
         # the multiplier is non-increasing in the radius: after a rejected step (smaller

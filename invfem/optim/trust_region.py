@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from invfem.errors import NonFiniteError
+from invfem.optim.checkpoint import common_state, restore_common
 
 STATUS_MESSAGES = {
     0: "optimality measure below gtol",
@@ -64,25 +65,42 @@ class LoopSettings:
                    o.shrink_below, o.expand_above)
 
 
-def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, callback=None):
+def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, callback=None, checkpoint=None,
+                 resume=None):
     """Run the loop from ``x0``; ``build_model(x, g, previous)`` returns the model at x
     (``previous``: the model of the last accepted iterate, or None, for warm starts).
 
     Returns (x, f, g, status, history); ``history[k]`` is the state after k iterations
     (entry 0: the start) with f, gnorm (the optimality measure), radius (the one the step
     used), rho, step_norm, accepted, inner_iterations, hard_case, negative_curvature,
-    f_trial, the cumulative nfev/njev/nhev and the wall time.
+    f_trial, the cumulative nfev/njev/nhev and the wall time. ``checkpoint`` /
+    ``resume``: see :mod:`invfem.optim.checkpoint` (the radius and the model's warm start
+    are kept, so a resumed run takes the same steps).
     """
-    start = time.perf_counter()
-    x = np.array(x0, dtype=np.float64)
-    f, g = oracle.value_and_grad(x)
-    if not math.isfinite(f) or not np.all(np.isfinite(g)):
-        raise NonFiniteError(f"fun or its gradient is not finite at x0 (f = {f})")
-    model = build_model(x, g, None)
-    radius = settings.initial_radius
-    history = [history_entry(0, f, model.optimality, oracle, start)]
+    if resume is None:
+        start, k0 = time.perf_counter(), 0
+        x = np.array(x0, dtype=np.float64)
+        f, g = oracle.value_and_grad(x)
+        if not math.isfinite(f) or not np.all(np.isfinite(g)):
+            raise NonFiniteError(f"fun or its gradient is not finite at x0 (f = {f})")
+        model = build_model(x, g, None)
+        radius = settings.initial_radius
+        history = [history_entry(0, f, model.optimality, oracle, start)]
+    else:
+        start, history, k0, x, f, g = restore_common(oracle, resume, "trust-region")
+        model = build_model(x, g, None)
+        if hasattr(model, "restore"):
+            model.restore(resume["model"])
+        radius = float(resume["radius"])
+
+    def state():
+        return common_state("trust-region", len(history) - 1, x, f, g, history, oracle, start, radius=radius,
+                            model=model.warm_state() if hasattr(model, "warm_state") else None)
+
     status = 1
-    for k in range(1, settings.maxiter + 1):
+    for k in range(k0 + 1, settings.maxiter + 1):
+        if checkpoint is not None:
+            checkpoint.maybe(k - 1, state)
         if model.optimality < settings.gtol:
             status = 0
             break
