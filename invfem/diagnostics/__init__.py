@@ -1,7 +1,17 @@
-"""Diagnostics of a trained law: its error against a known law, and the Laplace approximation of its
-posterior from the exact Hessian."""
+"""Diagnostics of a trained law, each a plain function usable on its own.
 
-from invfem.diagnostics.errors import kappa_error
+- the law against a known one: :func:`kappa_error`, :func:`network_loss`;
+- the curvature: :func:`spectrum` (sign counts at +-eps lambda_max), :func:`step_angles`
+  (cos theta1, cos theta2), :func:`loss_profile`, :func:`eigen_profiles`;
+- the network: :func:`magnitudes` (|weight| CDFs), :func:`activation_histograms`,
+  :func:`saturation`;
+- uncertainty: :func:`laplace` (the Laplace posterior from the exact Hessian).
+"""
+
+from invfem.diagnostics.curvature import eigen_profiles, loss_profile, spectrum, step_angles
+from invfem.diagnostics.errors import kappa_error, law_points, network_loss
 from invfem.diagnostics.laplace import LaplaceResult, laplace
+from invfem.diagnostics.network import activation_histograms, hidden_activations, magnitudes, saturation
 
-__all__ = ["LaplaceResult", "kappa_error", "laplace"]
+__all__ = ["LaplaceResult", "activation_histograms", "eigen_profiles", "hidden_activations", "kappa_error", "laplace",
+           "law_points", "loss_profile", "magnitudes", "network_loss", "saturation", "spectrum", "step_angles"]

@@ -1,4 +1,4 @@
-"""How far a learned law is from the true one."""
+"""How far a learned law is from the true one, and the network-only loss of reference 000."""
 
 from __future__ import annotations
 
@@ -13,15 +13,33 @@ def kappa_error(problem, theta: torch.Tensor) -> float | None:
     """
     if problem.kappa_true is None or "space" not in problem.info:
         return None
-    space = problem.info["space"]
+    s, weights = law_points(problem, theta)
     with torch.no_grad():
-        if problem.info.get("kappa_input", "x") == "u":
-            fields = problem.fields(theta)
-            u = fields.get("u_theta", fields.get("u_obs"))
-            s = torch.linspace(float(u.min()), float(u.max()), 201, dtype=torch.float64, device=theta.device)[:, None]
-            weights = torch.ones(s.shape[0], dtype=torch.float64, device=theta.device)
-        else:
-            s = space.quadrature_points
-            weights = space.dx.reshape(-1)
         learned, true = problem.kappa(theta, s), problem.kappa_true(s)
     return float(torch.sqrt((weights * (learned - true) ** 2).sum() / (weights * true**2).sum()))
+
+
+def law_points(problem, theta: torch.Tensor):
+    """Where laws are compared, with weights: the quadrature points (and their weights) for
+    kappa(x); 201 values spanning the range of u_theta (or the observed u) for kappa(u)."""
+    space = problem.info["space"]
+    if problem.info.get("kappa_input", "x") == "u":
+        with torch.no_grad():
+            fields = problem.fields(theta)
+        u = fields.get("u_theta", fields.get("u_obs"))
+        s = torch.linspace(float(u.min()), float(u.max()), 201, dtype=torch.float64, device=theta.device)[:, None]
+        return s, torch.ones(s.shape[0], dtype=torch.float64, device=theta.device)
+    return space.quadrature_points, space.dx.reshape(-1)
+
+
+def network_loss(problem, theta: torch.Tensor):
+    """Reference 000's network-only loss l(theta') = sum_q (kappa_theta'(x_q) - kappa_true(x_q))^2 over
+    the points of :func:`law_points` (fixed at ``theta``), as a structured loss (exact Hessian in
+    closed form); None when the true law is unknown."""
+    from invfem.structured import CoefficientLoss
+
+    if problem.kappa_true is None or "space" not in problem.info:
+        return None
+    s, _ = law_points(problem, theta)
+    target = problem.kappa_true(s).detach()
+    return CoefficientLoss(problem.kappa, s, lambda kappa: ((kappa - target) ** 2).sum())

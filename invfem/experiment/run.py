@@ -11,12 +11,11 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from invfem.derivatives import symmetry_error, value_and_grad
+from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
-from invfem.diagnostics import kappa_error, laplace
+from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
 from invfem.optim import METHODS, minimize
@@ -112,11 +111,8 @@ def problem_module(name: str):
 
 
 def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
-    """Eigenvalues and the sign counts of reference 000 (|lambda| above 1e-6 lambda_max)."""
-    eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()      # torch's BLAS pool, not numpy's
-    cut = rel_threshold * np.abs(eig).max()
-    return {"eigenvalues": eig.tolist(), "n_positive": int((eig > cut).sum()), "n_negative": int((eig < -cut).sum()),
-            "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "symmetry_error": symmetry_error(h)}
+    """Eigenvalues and the sign counts of reference 000 (|lambda| above 1e-6 lambda_max): :func:`invfem.diagnostics.spectrum`."""
+    return spectrum(h, rel_threshold)
 
 
 def run_experiment(config: ExperimentConfig, log=print) -> dict:

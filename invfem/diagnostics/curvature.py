@@ -1,0 +1,63 @@
+"""What the Hessian says about a point and a step (reference 000's diagnostics).
+
+- :func:`spectrum`: eigenvalues and their sign counts at +-eps lambda_max (eps = 1e-6, the
+  reference's threshold: eigenvalues within it count as zero).
+- :func:`step_angles`: cos theta1 = -p.g / (|p| |g|) (the step against steepest descent) and
+  cos theta2 = p.q / (|p| |q|) (against the Newton direction q = -H^+ g, the pseudo-inverse
+  where H is singular), with whether H is indefinite there.
+- :func:`loss_profile` / :func:`eigen_profiles`: F(alpha) = L(theta + alpha v) along a
+  direction, and along the eigenvectors of lambda_min and lambda_max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from invfem.derivatives import symmetry_error
+
+
+def spectrum(h: torch.Tensor, eps: float = 1e-6) -> dict:
+    """Eigenvalues (ascending) of the symmetric part of ``h`` and the counts of those above
+    ``eps |lambda|_max`` (positive), below ``-eps |lambda|_max`` (negative) and in between (zero)."""
+    eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()
+    cut = eps * np.abs(eig).max() if eig.size else 0.0
+    n_pos, n_neg = int((eig > cut).sum()), int((eig < -cut).sum())
+    return {"eigenvalues": eig.tolist(), "n_positive": n_pos, "n_negative": n_neg, "n_zero": int(eig.size - n_pos - n_neg),
+            "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "eps": eps, "symmetry_error": symmetry_error(h)}
+
+
+def step_angles(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, rcond: float = 1e-12) -> dict:
+    """cos theta1 and cos theta2 of the step ``p`` taken from a point with gradient ``g`` and
+    Hessian ``h``; ``indefinite`` when h has a negative eigenvalue (below -rcond |lambda|_max)."""
+    p, g = p.reshape(-1).to(h), g.reshape(-1).to(h)
+    lam, vectors = torch.linalg.eigh(0.5 * (h + h.T))
+    cut = rcond * lam.abs().max()
+    inverse = torch.where(lam.abs() > cut, 1.0 / lam, torch.zeros_like(lam))
+    q = -(vectors * inverse) @ (vectors.T @ g)                       # -H^+ g
+    cos = lambda a, b: float(a @ b / (torch.linalg.norm(a) * torch.linalg.norm(b))) \
+        if float(torch.linalg.norm(a)) > 0 and float(torch.linalg.norm(b)) > 0 else float("nan")
+    return {"cos_theta1": cos(p, -g), "cos_theta2": cos(p, q), "indefinite": bool(lam[0] < -cut),
+            "singular": bool((lam.abs() <= cut).any())}
+
+
+def loss_profile(loss, theta: torch.Tensor, direction: torch.Tensor, alphas) -> np.ndarray:
+    """F(alpha) = loss(theta + alpha direction / |direction|) at each alpha (NaN where the loss is undefined)."""
+    d = direction / torch.linalg.norm(direction)
+    out = []
+    with torch.no_grad():
+        for a in alphas:
+            try:
+                out.append(float(loss(theta + float(a) * d)))
+            except Exception:   # an undefined point on the line (kappa <= 0, no Newton solution): a gap
+                out.append(float("nan"))
+    return np.array(out)
+
+
+def eigen_profiles(loss, theta: torch.Tensor, h: torch.Tensor, alphas) -> dict:
+    """The loss along the unit eigenvectors of lambda_min and lambda_max of ``h`` at ``theta``."""
+    lam, vectors = torch.linalg.eigh(0.5 * (h + h.T))
+    alphas = np.asarray(alphas, dtype=np.float64)
+    return {"alphas": alphas.tolist(),
+            "lambda_min": float(lam[0]), "f_min": loss_profile(loss, theta, vectors[:, 0], alphas).tolist(),
+            "lambda_max": float(lam[-1]), "f_max": loss_profile(loss, theta, vectors[:, -1], alphas).tolist()}
