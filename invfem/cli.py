@@ -1,4 +1,4 @@
-"""Command line: ``invfem run CONFIG [--output DIR] [--seeds S ...]``."""
+"""Command line: ``invfem run CONFIG``, ``invfem compare STUDY``, ``invfem report OUTPUT``."""
 
 from __future__ import annotations
 
@@ -17,17 +17,42 @@ def main(argv=None) -> int:
     run.add_argument("config")
     run.add_argument("--output", help="output folder (overrides the config)")
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (override the config)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    study = sub.add_parser("compare", help="run a study: methods x seeds on one problem, resumable, with a report")
+    study.add_argument("config")
+    study.add_argument("--output", help="output folder (overrides the config)")
+    study.add_argument("--workers", type=int, help="runs in parallel in a local process pool (joblib)")
+    study.add_argument("--scheduler", help="address of a dask-distributed scheduler to submit the runs to")
+    study.add_argument("--executor", choices=["serial", "processes", "dask"], help="overrides the config's")
+    study.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    report = sub.add_parser("report", help="rebuild summary.csv, summary.md and the figures of a study from its records")
+    report.add_argument("output")
     args = parser.parse_args(argv)
-
-    from invfem.experiment import load_config, run_experiment
 
     torch.set_default_dtype(torch.float64)
     try:
-        config = load_config(args.config, output=args.output, seeds=args.seeds)
-        run_experiment(config)
+        if args.command == "run":
+            from invfem.experiment import load_config, run_experiment
+
+            run_experiment(load_config(args.config, output=args.output, seeds=args.seeds), progress=not args.quiet)
+        elif args.command == "compare":
+            from invfem.experiment import compare, load_study
+
+            if args.workers is not None and args.workers < 1:
+                raise InvfemError(f"--workers must be >= 1, got {args.workers}")
+            compare(load_study(args.config, output=args.output), workers=args.workers, scheduler=args.scheduler,
+                    executor=args.executor, quiet=args.quiet)
+        else:
+            from invfem.experiment import write_report
+
+            write_report(args.output)
     except InvfemError as exc:
         print(f"invfem: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("invfem: interrupted; finished runs and the last checkpoints are kept (run the same command to "
+              "resume)", file=sys.stderr)
+        return 130
     return 0
 
 

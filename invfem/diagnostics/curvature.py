@@ -4,7 +4,7 @@
   reference's threshold: eigenvalues within it count as zero).
 - :func:`step_angles`: cos theta1 = -p.g / (|p| |g|) (the step against steepest descent) and
   cos theta2 = p.q / (|p| |q|) (against the Newton direction q = -H^+ g, the pseudo-inverse
-  where H is singular), with whether H is indefinite there.
+  without the eigenvalues within eps lambda_max of zero), with whether H is indefinite there.
 - :func:`loss_profile` / :func:`eigen_profiles`: F(alpha) = L(theta + alpha v) along a
   direction, and along the eigenvectors of lambda_min and lambda_max.
 """
@@ -27,9 +27,14 @@ def spectrum(h: torch.Tensor, eps: float = 1e-6) -> dict:
             "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "eps": eps, "symmetry_error": symmetry_error(h)}
 
 
-def step_angles(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, rcond: float = 1e-12) -> dict:
+def step_angles(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, rcond: float = 1e-6) -> dict:
     """cos theta1 and cos theta2 of the step ``p`` taken from a point with gradient ``g`` and
-    Hessian ``h``; ``indefinite`` when h has a negative eigenvalue (below -rcond |lambda|_max)."""
+    Hessian ``h``; ``indefinite`` when h has a negative eigenvalue (below -rcond |lambda|_max).
+
+    The Newton direction uses the pseudo-inverse with eigenvalues within ``rcond |lambda|_max``
+    of zero dropped — the sign counts' threshold: with the true inverse of a network Hessian,
+    whose smallest eigenvalues are ~1e-12 of the largest, q is all near-null directions and
+    cos theta2 ~ 0 for every step (measured), which says nothing about the step."""
     p, g = p.reshape(-1).to(h), g.reshape(-1).to(h)
     lam, vectors = torch.linalg.eigh(0.5 * (h + h.T))
     cut = rcond * lam.abs().max()

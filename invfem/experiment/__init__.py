@@ -1,6 +1,18 @@
-"""Experiment configs and the drivers behind ``invfem run``."""
+"""Experiment configs and the drivers behind ``invfem run``, ``invfem compare`` and ``invfem report``."""
 
+from invfem.experiment.compare import compare as _compare
 from invfem.experiment.config import ExperimentConfig, load_config
+from invfem.experiment.report import write_report
 from invfem.experiment.run import load_problem, run_experiment
+from invfem.experiment.study import StudyConfig, load_study
 
-__all__ = ["ExperimentConfig", "load_config", "load_problem", "run_experiment"]
+
+def compare(config, **kwargs):
+    """Run a study: ``config`` is a :class:`StudyConfig` or the path of its YAML file (see
+    :func:`invfem.experiment.compare.compare` for ``workers``, ``scheduler``, ``executor``, ``quiet``)."""
+    study = config if isinstance(config, StudyConfig) else load_study(config)
+    return _compare(study, **kwargs)
+
+
+__all__ = ["ExperimentConfig", "StudyConfig", "compare", "load_config", "load_problem", "load_study", "run_experiment",
+           "write_report"]

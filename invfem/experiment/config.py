@@ -111,9 +111,9 @@ def _resolve_inputs(data: dict, base: Path) -> None:
         options["observations"] = {**observations, "file": _beside(observations["file"], base)}
 
 
-def load_config(path: str | Path, **overrides) -> ExperimentConfig:
-    """Read a YAML config; keyword ``overrides`` replace top-level keys."""
-    path = Path(path)
+def read_yaml(path: Path) -> dict:
+    """A YAML file's top-level mapping; one-line ConfigErrors for a missing file, broken YAML
+    (with line and column) or another top level."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -125,6 +125,13 @@ def load_config(path: str | Path, **overrides) -> ExperimentConfig:
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, **overrides) -> ExperimentConfig:
+    """Read a YAML config; keyword ``overrides`` replace top-level keys."""
+    path = Path(path)
+    data = read_yaml(path)
     data.update({k: v for k, v in overrides.items() if v is not None})
     _resolve_inputs(data, path.parent)
     valid = {f.name for f in fields(ExperimentConfig)}

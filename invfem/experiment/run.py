@@ -115,10 +115,11 @@ def hessian_summary(h: torch.Tensor, rel_threshold: float = 1e-6) -> dict:
     return spectrum(h, rel_threshold)
 
 
-def run_experiment(config: ExperimentConfig, log=print) -> dict:
+def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) -> dict:
     """Run every seed of ``config``; write ``results.json``, ``loss.png`` and, per seed, the trained
     ``theta``, the law (``kappa_seed<k>.pt``), ParaView fields and kappa's plot under ``config.output``
-    (see :mod:`invfem.experiment.outputs`)."""
+    (see :mod:`invfem.experiment.outputs`). ``progress``: a bar of the iterations (loss and |g|
+    in its postfix) on stderr."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
@@ -141,8 +142,13 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
                 f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
         dense = METHODS[config.method].derivatives == "hessian"
-        result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
-                          hess=exact_hessian.function if dense else None, bounds=problem.bounds)
+        bar = _IterationBar(METHODS[config.method].options, config, seed) if progress else None
+        try:
+            result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
+                              hess=exact_hessian.function if dense else None, bounds=problem.bounds, callback=bar)
+        finally:
+            if bar is not None:
+                bar.close()
         log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
             f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
         record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
@@ -156,6 +162,26 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     _plot_losses(runs, out / "loss.png", config)
     log(f"results written to {out}/")
     return results
+
+
+class _IterationBar:
+    """A tqdm bar of a run's iterations (the minimize callback; never stops the run)."""
+
+    def __init__(self, options_class, config: ExperimentConfig, seed: int):
+        from tqdm import tqdm
+
+        from invfem.optim.options import parse_options
+        total = getattr(parse_options(config.method, options_class, config.options), "maxiter", None)
+        self.bar = tqdm(total=total, desc=f"seed {seed} {config.method}", unit="it", leave=False, mininterval=0.5)
+
+    def __call__(self, state) -> bool:
+        self.bar.n = state["iter"]
+        self.bar.set_postfix(loss=f"{state['f']:.3e}", g=f"{state['gnorm']:.2e}", refresh=False)
+        self.bar.refresh() if self.bar.n % 10 == 0 else None
+        return False
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config: ExperimentConfig, seed: int,

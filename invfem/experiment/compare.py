@@ -1,0 +1,410 @@
+"""``invfem compare``: every (method, seed) run of a study, resumable, serial or in parallel.
+
+Layout of ``OUTPUT``::
+
+    study.json                       the validated config (what ``invfem report`` rebuilds from)
+    runs/<label>-seed<k>/record.json the finished run: settings, history, status, diagnostics
+    runs/<label>-seed<k>/theta.pt    its final theta (float64 tensor)
+    runs/<label>-seed<k>/checkpoint.pt   while it runs: the optimizer's state and the diagnostics so far
+    runs/<label>-seed<k>/progress.json   while it runs: iteration, loss, |g| (for the progress bars)
+    summary.csv, summary.md, *.png   the report (:mod:`invfem.experiment.report`)
+
+Every file is written atomically. Re-running the same command skips finished runs and
+continues unfinished ones from their last checkpoint (exactly, for trust-region, Newton,
+Adam and invfem's BFGS); a record or checkpoint that cannot be read is named and its run
+redone, and no other file is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invfem.derivatives import value_and_grad
+from invfem.errors import ConfigError
+from invfem.experiment.records import CorruptRecord, load_torch, read_json, save_torch, write_json
+from invfem.experiment.study import StudyConfig, study_from_dict
+
+PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
+
+
+def run_dir(output, label: str, seed: int) -> Path:
+    return Path(output) / "runs" / f"{label}-seed{seed}"
+
+
+def _fingerprint(study: dict, spec: dict, seed: int) -> str:
+    """What a run's result depends on: a checkpoint of another setting is not resumed."""
+    key = json.dumps([study["problem"], study["problem_options"], study["device"], spec["method"], spec["options"],
+                      seed], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def finished_record(folder: Path, log=print) -> dict | None:
+    """The finished record of a run, or None (absent, or unreadable: then named in the log)."""
+    path = folder / "record.json"
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except CorruptRecord as exc:
+        log(f"{exc}; rerunning that run")
+        return None
+    if not record.get("finished") or not (folder / "theta.pt").is_file():
+        log(f"{path}: incomplete record; rerunning that run")
+        return None
+    return record
+
+
+# ---------------------------------------------------------------------------------------
+# one run
+# ---------------------------------------------------------------------------------------
+
+class _Tracker:
+    """The callback of a run: progress file, time limit, and diagnostics every K iterations."""
+
+    def __init__(self, problem, hessian, study: StudyConfig, folder: Path, diagnostics: list, pending, time_limit):
+        self.problem, self.hessian, self.study, self.folder = problem, hessian, study, folder
+        self.diagnostics, self.pending, self.time_limit = diagnostics, pending, time_limit
+        self.stopped_by_time = False
+        self._last_progress = 0.0
+
+    def point(self, k: int, theta: torch.Tensor) -> None:
+        """Diagnostics at iteration k; the angles of the next step taken are filled in later."""
+        from invfem.diagnostics import kappa_error, saturation, spectrum
+        from invfem.diagnostics.network import hidden_activations
+
+        h = self.hessian(theta)
+        s = spectrum(h, self.study.eps)
+        entry = {"iter": k, **{key: s[key] for key in ("n_positive", "n_negative", "n_zero", "lambda_min",
+                                                       "lambda_max")}}
+        entry["kappa_error"] = kappa_error(self.problem, theta)
+        mlp = self.problem.kappa
+        if hasattr(mlp, "layers"):
+            points = _activation_points(self.problem, theta)
+            entry["saturation"] = saturation(mlp, hidden_activations(mlp, theta, points))
+        self.diagnostics.append(entry)
+        self.pending = theta.detach().clone()
+
+    def angles(self, theta: torch.Tensor) -> None:
+        """cos theta1/theta2 of the step from the pending point to ``theta``."""
+        from invfem.diagnostics import step_angles
+
+        start = self.pending
+        self.pending = None
+        _, g = value_and_grad(self.problem.loss, start)
+        angles = step_angles(theta - start, g, self.hessian(start), rcond=self.study.eps)
+        self.diagnostics[-1].update(angles)
+
+    def __call__(self, state) -> bool:
+        k, x = state["iter"], state["x"]
+        now = time.perf_counter()
+        if now - self._last_progress >= PROGRESS_SECONDS:
+            write_json(self.folder / "progress.json", {"iter": k, "f": state["f"], "gnorm": state["gnorm"],
+                                                        "time": state["time"]})
+            self._last_progress = now
+        if self.pending is not None and state.get("accepted") is not False and (state.get("step_norm") or 0) > 0:
+            self.angles(x)
+        every = self.study.diagnostics_every
+        if every and k % every == 0:
+            self.point(k, x)
+        if self.time_limit is not None and state["time"] >= self.time_limit:
+            self.stopped_by_time = True
+            return True
+        return False
+
+
+def _activation_points(problem, theta):
+    from invfem.diagnostics import law_points
+
+    return law_points(problem, theta)[0]
+
+
+def run_one(study_dict: dict, label: str, seed: int, threads: int | None = None) -> dict:
+    """Run (or resume, or skip) one (method, seed) of a study; returns its record.
+
+    A top-level function of plain arguments: joblib and dask send it to their workers.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.set_default_dtype(torch.float64)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _run_one(study_dict, label, seed)
+
+
+def _run_one(study_dict: dict, label: str, seed: int) -> dict:
+    from invfem.experiment.run import load_problem
+    from invfem.optim import METHODS, Checkpoint, minimize
+    from invfem.structured import hessian_path
+
+    study = study_from_dict(study_dict)
+    spec = next(m for m in study.methods if m.label == label)
+    spec_dict = next(m for m in study_dict["methods"] if m["label"] == label)
+    folder = run_dir(study.output, label, seed)
+    existing = finished_record(folder, log=lambda *a: None)
+    if existing is not None:
+        return existing
+    folder.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(study_dict, spec_dict, seed)
+    resume, diagnostics, pending, resumed = None, [], None, []
+    notes = []
+    checkpoint_path = folder / "checkpoint.pt"
+    if checkpoint_path.is_file():
+        try:
+            saved = load_torch(checkpoint_path)
+            if saved.get("fingerprint") != fingerprint:
+                notes.append(f"{checkpoint_path}: written for other settings; started afresh")
+            else:
+                resume, diagnostics = saved["optimizer"], list(saved["diagnostics"])
+                pending = saved.get("pending")
+                resumed = list(saved.get("resumed", [])) + [{"iteration": int(resume["iteration"]),
+                                                              "exact": bool(resume["exact"])}]
+        except (CorruptRecord, KeyError) as exc:
+            notes.append(f"{exc}; started afresh")
+    device = {} if study.device is None else {"device": study.device}
+    problem = load_problem(study.problem, seed=seed, **device, **study.problem_options)
+    exact_hessian = hessian_path(problem, chunk_size=study.hessian_chunk).function
+    tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
+                       None if pending is None else torch.as_tensor(pending), spec.time_limit)
+    if resume is None and study.diagnostics_every:
+        tracker.point(0, problem.theta0)
+
+    def save(state):
+        save_torch(checkpoint_path, {"fingerprint": fingerprint, "optimizer": state, "diagnostics": tracker.diagnostics,
+                                     "pending": tracker.pending, "resumed": resumed})
+
+    dense = METHODS[spec.method].derivatives == "hessian"
+    result = minimize(problem.loss, problem.theta0, method=spec.method, options=spec.options,
+                      hess=exact_hessian if dense else None, bounds=problem.bounds, callback=tracker,
+                      checkpoint=Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds),
+                      resume=resume)
+    message = result.message
+    if tracker.stopped_by_time:
+        message = f"wall-time limit of {spec.time_limit:g} s reached"
+    record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
+              "problem": study.problem, "problem_options": study.problem_options, "status": int(result.status),
+              "message": message, "success": bool(result.success), "loss": float(result.fun),
+              "gnorm": float(result.optimality), "nit": int(result.nit), "nfev": int(result.nfev),
+              "njev": int(result.njev), "nhev": int(result.nhev), "wall_time": float(result.history[-1]["time"]),
+              "resumed": resumed, "notes": notes, "history": result.history}
+    record["diagnostics"] = {"points": tracker.diagnostics,
+                             "final": final_diagnostics(problem, result.x, exact_hessian, study)}
+    final = record["diagnostics"]["final"]
+    record.update(kappa_error=final.get("kappa_error"), n_positive=final["n_positive"],
+                  n_negative=final["n_negative"])
+    save_torch(folder / "theta.pt", result.x.detach().cpu())
+    record["finished"] = True
+    write_json(folder / "record.json", record)
+    checkpoint_path.unlink(missing_ok=True)
+    (folder / "progress.json").unlink(missing_ok=True)
+    return record
+
+
+def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig) -> dict:
+    """Everything reference 000 looks at, at the end of a run."""
+    from invfem.diagnostics import (activation_histograms, eigen_profiles, kappa_error, law_points, magnitudes,
+                                    network_loss, spectrum)
+
+    h = hessian(theta)
+    out = spectrum(h, study.eps)
+    out["kappa_error"] = kappa_error(problem, theta)
+    out["profiles"] = eigen_profiles(problem.loss, theta, h, np.linspace(-1.0, 1.0, 41))
+    mlp = problem.kappa
+    if hasattr(mlp, "layers"):
+        out["magnitudes"] = magnitudes(mlp, theta)
+        points = law_points(problem, theta)[0] if "space" in problem.info else None
+        if points is not None:
+            point = torch.tensor(study.activation_point if points.shape[1] == 2 else
+                                 [float(points[:, 0].mean())], dtype=torch.float64, device=theta.device)
+            out["activations"] = activation_histograms(mlp, theta, point, points)
+    net = network_loss(problem, theta)
+    if net is not None:
+        s = spectrum(net.hessian(theta), study.eps)
+        out["network_loss"] = {"value": float(net(theta)), **s}
+    out["kappa"] = kappa_values(problem, theta)
+    return out
+
+
+def kappa_values(problem, theta: torch.Tensor) -> dict | None:
+    """kappa_theta (and kappa_true) where the report plots them: the mesh vertices for kappa(x),
+    201 values over the range of u for kappa(u)."""
+    if "space" not in problem.info or not callable(problem.kappa):
+        return None
+    space = problem.info["space"]
+    with torch.no_grad():
+        if problem.info.get("kappa_input", "x") == "u":
+            from invfem.diagnostics import law_points
+            s = law_points(problem, theta)[0]
+        else:
+            s = space.dof_coordinates[space.basis.nodal_dofs[0]]
+        learned = problem.kappa(theta, s)
+        true = problem.kappa_true(s) if problem.kappa_true is not None else None
+    out = {"input": problem.info.get("kappa_input", "x"), "points": s.cpu().numpy().tolist(),
+           "learned": learned.cpu().numpy().tolist(), "true": None if true is None else true.cpu().numpy().tolist()}
+    if out["input"] == "x":
+        out["triangles"] = space.mesh.t.T.tolist()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the study
+# ---------------------------------------------------------------------------------------
+
+def _check_writable(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".invfem-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output folder {output} is not writable ({exc.strerror or exc})") from None
+
+
+def compare(study: StudyConfig, workers: int | None = None, scheduler: str | None = None, executor: str | None = None,
+            quiet: bool = False, log=print) -> list[dict]:
+    """Run every (method, seed) of ``study`` that is not finished yet; then write the report.
+
+    ``executor`` (default: the config's; ``processes`` when ``workers`` > 1, ``dask`` with a
+    ``scheduler`` address) runs the runs serially, in a joblib process pool, or on a
+    dask-distributed cluster (a LocalCluster of ``workers`` when no address is given). Returns
+    the records in config order (methods, then seeds).
+    """
+    from invfem.experiment.report import write_report
+
+    output = Path(study.output)
+    _check_writable(output)
+    workers = workers or study.workers
+    scheduler = scheduler or study.scheduler
+    executor = executor or ("dask" if scheduler else "processes" if workers > 1 and study.executor == "serial"
+                            else study.executor)
+    study_dict = study.as_dict()
+    write_json(output / "study.json", study_dict)
+    say = (lambda *a: None) if quiet else log
+    todo, records = [], {}
+    for spec, seed in study.runs():
+        done = finished_record(run_dir(output, spec.label, seed), log=say)
+        if done is not None:
+            records[(spec.label, seed)] = done
+        else:
+            todo.append((spec.label, seed))
+    if records:
+        say(f"{len(records)} of {len(study.runs())} runs already finished: skipped")
+    threads = study.threads_per_run or max(1, (os.cpu_count() or 1) // max(1, workers if executor != "serial" else 1))
+    results: dict = {}
+    errors: list = []
+    runner = threading.Thread(target=_execute, args=(executor, study_dict, todo, workers, scheduler, threads, results,
+                                                     errors), daemon=True)
+    runner.start()
+    _watch(runner, study, todo, results, quiet, say)
+    runner.join()
+    if errors:
+        raise errors[0]
+    for key in todo:
+        records[key] = results[key]
+    ordered = [records[(spec.label, seed)] for spec, seed in study.runs()]
+    write_report(output, log=say)
+    return ordered
+
+
+def _execute(executor, study_dict, todo, workers, scheduler, threads, results, errors) -> None:
+    """Run the ``todo`` runs (in a background thread: the main thread shows the progress)."""
+    try:
+        if executor == "serial":
+            for label, seed in todo:
+                results[(label, seed)] = run_one(study_dict, label, seed, threads)
+        elif executor == "processes":
+            from joblib import Parallel, delayed
+
+            jobs = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(
+                delayed(_keyed)(study_dict, label, seed, threads) for label, seed in todo)
+            for key, record in jobs:
+                results[key] = record
+        else:
+            _execute_dask(study_dict, todo, workers, scheduler, threads, results)
+    except BaseException as exc:  # re-raised in the main thread
+        errors.append(exc)
+
+
+def _keyed(study_dict, label, seed, threads):
+    return (label, seed), run_one(study_dict, label, seed, threads)
+
+
+def _execute_dask(study_dict, todo, workers, scheduler, threads, results) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        futures = {client.submit(run_one, study_dict, label, seed, threads, pure=False): (label, seed)
+                   for label, seed in todo}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _watch(runner: threading.Thread, study: StudyConfig, todo, results: dict, quiet: bool, say) -> None:
+    """Progress bars of finished runs and of the running ones (from their progress files)."""
+    if quiet or not todo:
+        while runner.is_alive():
+            runner.join(0.2)
+        return
+    from tqdm import tqdm
+
+    total = tqdm(total=len(todo), desc="runs", unit="run", position=0, dynamic_ncols=True)
+    bars: dict = {}
+    reported = set()
+    maxiter = {m.label: int(m.options.get("maxiter", study.maxiter)) for m in study.methods}
+    try:
+        while True:
+            alive = runner.is_alive()
+            for key in todo:
+                if key in results and key not in reported:
+                    reported.add(key)
+                    total.update(1)
+                    if key in bars:
+                        bars.pop(key).close()
+                    say(_line(results[key]))
+                elif key not in results:
+                    progress = run_dir(study.output, *key) / "progress.json"
+                    try:
+                        state = json.loads(progress.read_text())
+                    except (OSError, ValueError):
+                        continue
+                    if key not in bars:
+                        bars[key] = tqdm(total=maxiter[key[0]], desc=f"{key[0]} seed {key[1]}", unit="it",
+                                         position=len(bars) + 1, leave=False, dynamic_ncols=True)
+                    bar = bars[key]
+                    bar.n = int(state["iter"])
+                    bar.set_postfix(loss=f"{state['f']:.3e}", g=f"{state['gnorm']:.2e}", refresh=False)
+                    bar.refresh()
+            if not alive:
+                break
+            runner.join(0.5)
+    finally:
+        for bar in bars.values():
+            bar.close()
+        total.close()
+
+
+def _line(record: dict) -> str:
+    kappa = "" if record.get("kappa_error") is None else f", kappa error {record['kappa_error']:.3e}"
+    resumed = f", resumed at iteration {record['resumed'][-1]['iteration']}" if record.get("resumed") else ""
+    return (f"[{record['label']} seed {record['seed']}] {record['message']}: loss {record['loss']:.6e}, "
+            f"|g| {record['gnorm']:.3e}, {record['nit']} iterations, {record['wall_time']:.1f} s{kappa}, "
+            f"eigenvalues {record['n_positive']}+ / {record['n_negative']}-{resumed}")
+

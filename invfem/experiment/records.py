@@ -1,0 +1,91 @@
+"""Files of a study that must survive a crash: written atomically, read with their faults named.
+
+Every file goes to a temporary name in the same folder, is flushed to disk and then
+renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a reader sees
+either the old file or the new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from invfem.errors import InvfemError
+
+
+class CorruptRecord(InvfemError):
+    """A record or checkpoint that cannot be read (truncated, not JSON, not a torch file)."""
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path, obj) -> Path:
+    """``obj`` as JSON at ``path``, atomically."""
+    data = json.dumps(obj, indent=1, default=_plain).encode()
+    return _atomic(path, lambda f: f.write(data))
+
+
+def save_torch(path, obj) -> Path:
+    """``torch.save(obj)`` at ``path``, atomically (numpy arrays stored as tensors, so that
+    :func:`load_torch` can read it back with ``weights_only=True``)."""
+    obj = _tensors(obj)
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+
+def read_json(path) -> dict:
+    """A JSON record; CorruptRecord naming the file when it is truncated or not JSON."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptRecord(f"{path}: unreadable record ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecord(f"{path}: unreadable record (top level is not a mapping)")
+    return data
+
+
+def load_torch(path) -> dict:
+    """A checkpoint saved by :func:`save_torch` (plain types and tensors only); CorruptRecord when unreadable."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, wrong format, ...: name the file, rerun the run
+        raise CorruptRecord(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _tensors(obj):
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _plain(value):
+    """JSON for numpy/torch scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -1,0 +1,195 @@
+"""Study configuration for ``invfem compare``: one problem, several methods, several seeds.
+
+    problem: poisson_fem
+    problem_options: {n: 10}
+    seeds: [0, 1, 2, 3, 4]
+    maxiter: 5000                       # default budget of every method (its options may override)
+    time_limit: null                    # default wall-time limit per run, seconds
+    methods:
+      - trust-exact                                   # label = method, its default options
+      - {method: bfgs, options: {maxiter: 5000, gtol: 0}}
+      - {label: tr-r0.1, method: trust-exact, options: {initial_radius: 0.1}, time_limit: 600}
+    output: results/study_poisson_fem
+
+Every (method, seed) pair is one run. The whole config — the problem's options, every
+method and its options, labels — is checked before any work, with one-line errors naming
+the key and listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from invfem.errors import ConfigError
+from invfem.experiment.config import _is_int, _resolve_inputs, check_device, read_yaml
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method of a study: ``label`` (unique; the run folders are ``<label>-seed<k>``),
+    ``method``, its ``options`` (``maxiter`` defaults to the study's), ``time_limit`` (s)."""
+
+    label: str
+    method: str
+    options: dict
+    time_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A study (see the module docstring). Besides problem, methods, seeds and output:
+
+    ``maxiter``, ``time_limit``: the default budget of every run; ``checkpoint_every``
+    (iterations) and ``checkpoint_seconds``: how often a run saves its state;
+    ``diagnostics_every``: every so many iterations the exact Hessian's spectrum, the step
+    angles, kappa's error and the saturation are recorded (0: only at the end); ``eps``: the
+    sign-count threshold (eps lambda_max); ``loss_threshold``: for the time-to-threshold
+    column of the report; ``activation_point``: where activation histograms are taken;
+    ``executor``: ``serial``, ``processes`` (joblib, ``workers``) or ``dask``
+    (``scheduler``: a dask-distributed address; none: a LocalCluster with ``workers``);
+    ``threads_per_run``: torch/BLAS threads of each run (default: the cores / workers);
+    ``device``: where the problem lives; ``hessian_chunk`` as for ``invfem run``.
+    """
+
+    problem: str
+    methods: tuple
+    problem_options: dict = field(default_factory=dict)
+    seeds: tuple = (0,)
+    maxiter: int = 1000
+    time_limit: float | None = None
+    checkpoint_every: int = 50
+    checkpoint_seconds: float = 60.0
+    diagnostics_every: int = 100
+    eps: float = 1e-6
+    loss_threshold: float = 1e-6
+    activation_point: tuple = (0.5, 0.5)
+    executor: str = "serial"
+    workers: int = 1
+    scheduler: str | None = None
+    threads_per_run: int | None = None
+    device: str | None = None
+    hessian_chunk: int | None = None
+    output: str = "results/study"
+
+    def __post_init__(self):
+        from invfem.experiment.run import check_problem_options
+        from invfem.optim.api import METHODS
+        from invfem.optim.options import parse_options
+
+        if not isinstance(self.problem, str) or not self.problem:
+            raise ConfigError(f"problem must be a problem name or a .py path, got {self.problem!r}")
+        if not isinstance(self.problem_options, dict):
+            raise ConfigError(f"problem_options must be a mapping, got {self.problem_options!r}")
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds or \
+                not all(_is_int(s) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"seeds must be a non-empty list of integers >= 0, e.g. [0, 1, 2]; got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds must not repeat, got {list(self.seeds)}")
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        for name, low in (("maxiter", 1), ("checkpoint_every", 1), ("diagnostics_every", 0), ("workers", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("checkpoint_seconds", "eps", "loss_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        _time_limit("time_limit", self.time_limit)
+        if self.executor not in ("serial", "processes", "dask"):
+            raise ConfigError(f"executor must be one of ['dask', 'processes', 'serial'], got {self.executor!r}")
+        if self.threads_per_run is not None and (not _is_int(self.threads_per_run) or self.threads_per_run < 1):
+            raise ConfigError(f"threads_per_run must be a positive integer or null, got {self.threads_per_run!r}")
+        if not isinstance(self.activation_point, (list, tuple)) or len(self.activation_point) != 2:
+            raise ConfigError(f"activation_point must be two coordinates, got {self.activation_point!r}")
+        object.__setattr__(self, "activation_point", tuple(float(v) for v in self.activation_point))
+        if not isinstance(self.output, str) or not self.output:
+            raise ConfigError(f"output must be a folder path, got {self.output!r}")
+        if self.device is not None:
+            check_device(self.device)
+        check_problem_options(self.problem, self.problem_options)
+        specs = _method_specs(self.methods, self.maxiter, self.time_limit)
+        for spec in specs:
+            try:
+                parse_options(spec.method, METHODS[spec.method].options, spec.options)
+            except ConfigError as exc:
+                raise ConfigError(f"methods[{spec.label}]: {exc}") from None
+        object.__setattr__(self, "methods", tuple(specs))
+
+    def runs(self) -> list[tuple[MethodSpec, int]]:
+        """Every (method, seed) pair, methods in config order, then seeds."""
+        return [(spec, seed) for spec in self.methods for seed in self.seeds]
+
+    def as_dict(self) -> dict:
+        """Plain types (for records and workers)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["methods"] = [{"label": m.label, "method": m.method, "options": m.options, "time_limit": m.time_limit}
+                          for m in self.methods]
+        out["seeds"], out["activation_point"] = list(self.seeds), list(self.activation_point)
+        return out
+
+
+def _time_limit(name, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise ConfigError(f"{name} must be a number of seconds > 0 or null, got {value!r}")
+
+
+def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
+    from invfem.optim.api import METHODS
+
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise ConfigError("methods must be a non-empty list (method names, or {method, label, options, time_limit})")
+    specs, seen = [], set()
+    for i, entry in enumerate(methods):
+        if isinstance(entry, MethodSpec):
+            specs.append(entry)
+            seen.add(entry.label)
+            continue
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"methods[{i}] must be a method name or a mapping, got {entry!r}")
+        unknown = sorted(set(entry) - {"method", "label", "options", "time_limit"})
+        if unknown:
+            raise ConfigError(f"methods[{i}]: unknown key(s) {unknown}; valid: ['label', 'method', 'options', "
+                              "'time_limit']")
+        method = entry.get("method")
+        if method not in METHODS:
+            raise ConfigError(f"methods[{i}]: unknown method {method!r}; valid: {sorted(METHODS)}")
+        label = str(entry.get("label", method))
+        if not label or any(c in label for c in "/\\ ") or label.startswith("."):
+            raise ConfigError(f"methods[{i}]: label {label!r} must be a non-empty name without spaces or slashes")
+        if label in seen:
+            raise ConfigError(f"methods[{i}]: duplicate label {label!r}; give each entry its own label")
+        seen.add(label)
+        options = entry.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"methods[{label}]: options must be a mapping, got {options!r}")
+        options = {"maxiter": maxiter, **options}
+        limit = entry.get("time_limit", time_limit)
+        _time_limit(f"methods[{label}].time_limit", limit)
+        specs.append(MethodSpec(label, method, options, None if limit is None else float(limit)))
+    return specs
+
+
+def load_study(path, **overrides) -> StudyConfig:
+    """Read a study YAML; keyword ``overrides`` (not None) replace top-level keys."""
+    path = Path(path)
+    data = read_yaml(path)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    _resolve_inputs(data, path.parent)
+    valid = {f.name for f in fields(StudyConfig)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {sorted(valid)}")
+    for key in ("problem", "methods"):
+        if key not in data:
+            raise ConfigError(f"{path}: missing required key {key!r}")
+    return StudyConfig(**data)
+
+
+def study_from_dict(data: dict) -> StudyConfig:
+    """The config back from :meth:`StudyConfig.as_dict` (workers, records)."""
+    return StudyConfig(**{**data, "methods": [dict(m) for m in data["methods"]]})
+
+

@@ -1,0 +1,172 @@
+"""invfem compare: records, summary, resume after SIGKILL, parallel executors, report, bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from invfem.cli import main
+from invfem.experiment import compare, load_study, write_report
+from invfem.experiment.run import load_problem
+
+STUDY = """
+problem: poisson_fem
+problem_options: {{n: 3, widths: [2, 6, 6, 1]}}
+seeds: [0, 1]
+maxiter: {maxiter}
+diagnostics_every: 10
+checkpoint_every: 5
+threads_per_run: 1
+methods:
+  - trust-exact
+  - {{method: adam, options: {{lr: 0.01}}}}
+output: {output}
+"""
+
+
+def write_study(folder: Path, output: Path, maxiter=25, text=STUDY) -> Path:
+    path = folder / f"study-{output.name}.yaml"
+    path.write_text(text.format(maxiter=maxiter, output=output))
+    return path
+
+
+def summary(output: Path) -> list[dict]:
+    with open(output / "summary.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_study_writes_records_summary_and_figures(tmp_path):
+    out = tmp_path / "out"
+    records = compare(write_study(tmp_path, out), quiet=True)
+    assert [(r["label"], r["seed"]) for r in records] == [("trust-exact", 0), ("trust-exact", 1), ("adam", 0),
+                                                           ("adam", 1)]
+    rows = summary(out)
+    assert [(r["method"], int(r["seed"])) for r in rows] == [(r["label"], r["seed"]) for r in records]
+    for row in rows:
+        folder = out / "runs" / f"{row['method']}-seed{row['seed']}"
+        record = json.loads((folder / "record.json").read_text())
+        theta = torch.load(folder / "theta.pt")
+        p = load_problem("poisson_fem", seed=int(row["seed"]), n=3, widths=[2, 6, 6, 1])
+        assert float(row["loss"]) == pytest.approx(float(p.loss(theta)), rel=1e-12, abs=1e-300)
+        assert record["finished"] and len(record["history"]) == record["nit"] + 1
+        assert {"n_positive", "n_negative", "kappa_error", "wall_time"} <= set(row) and row["kappa_error"]
+        points = record["diagnostics"]["points"]
+        assert [p["iter"] for p in points] == [0, 10, 20] and "cos_theta1" in points[0]
+        final = record["diagnostics"]["final"]
+        assert final["n_positive"] + final["n_negative"] + final["n_zero"] == p.n_params
+        assert {"profiles", "magnitudes", "activations", "network_loss", "kappa"} <= set(final)
+        assert not (folder / "checkpoint.pt").exists()
+    for name in ("summary.md", "loss_iterations.png", "loss_time.png", "spectra.png", "positive_eigenvalues.png",
+                 "angles.png", "weights.png", "activations.png", "profiles.png", "kappa.png", "kappa_error.png"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "summary.md").read_text()
+    assert "| trust-exact | 2 |" in md and "| adam | 2 |" in md
+    # the report rebuilds from the records alone
+    (out / "summary.csv").unlink()
+    (out / "spectra.png").unlink()
+    write_report(out, log=lambda *a: None)
+    assert summary(out) == rows and (out / "spectra.png").is_file()
+
+
+def _launch(config: Path):
+    return subprocess.Popen([sys.executable, "-m", "invfem.cli", "compare", str(config), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _kill_when(proc, path: Path, timeout=120):
+    """SIGKILL ``proc`` as soon as ``path`` exists (a checkpoint was written)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if path.exists():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before {path} appeared: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_resume_after_sigkill_ends_where_an_uninterrupted_study_ends(tmp_path):
+    reference = compare(write_study(tmp_path, tmp_path / "ref", maxiter=150), quiet=True)
+    out = tmp_path / "killed"
+    config = write_study(tmp_path, out, maxiter=150)
+    runs = out / "runs"
+    _kill_when(_launch(config), runs / "trust-exact-seed0" / "checkpoint.pt")     # in the middle of trust-exact
+    _kill_when(_launch(config), runs / "adam-seed0" / "checkpoint.pt")            # in the middle of adam
+    finished = runs / "trust-exact-seed0" / "record.json"
+    before = finished.stat().st_mtime_ns
+    proc = _launch(config)
+    assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
+    assert finished.stat().st_mtime_ns == before                                  # a finished run is not rerun
+    for r in reference:
+        folder = runs / f"{r['label']}-seed{r['seed']}"
+        record = json.loads((folder / "record.json").read_text())
+        if r["seed"] == 0:
+            assert record["resumed"] and record["resumed"][0]["exact"], r["label"]
+        theta = torch.load(folder / "theta.pt")
+        ref = torch.load(tmp_path / "ref" / "runs" / f"{r['label']}-seed{r['seed']}" / "theta.pt")
+        torch.testing.assert_close(theta, ref, rtol=0, atol=1e-12)
+        assert record["nit"] == r["nit"] and [h["f"] for h in record["history"]] == [h["f"] for h in r["history"]]
+
+
+def _comparable(rows):
+    return [{k: v for k, v in row.items() if k not in ("wall_time", "time_to_threshold")} for row in rows]
+
+
+def test_parallel_executors_give_the_serial_summary(tmp_path):
+    serial = tmp_path / "serial"
+    compare(write_study(tmp_path, serial), quiet=True)
+    pool = tmp_path / "pool"
+    assert main(["compare", str(write_study(tmp_path, pool)), "--workers", "2", "--quiet"]) == 0
+    dask = tmp_path / "dask"
+    compare(write_study(tmp_path, dask), executor="dask", workers=2, quiet=True)
+    assert _comparable(summary(pool)) == _comparable(summary(serial))
+    assert _comparable(summary(dask)) == _comparable(summary(serial))
+
+
+def test_corrupt_record_is_named_and_rerun_and_nothing_else_is_touched(tmp_path):
+    out = tmp_path / "out"
+    config = write_study(tmp_path, out)
+    compare(config, quiet=True)
+    bad = out / "runs" / "adam-seed1" / "record.json"
+    bad.write_text(bad.read_text()[:100])                                  # truncated
+    others = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/record.json") if p != bad}
+    messages = []
+    compare(load_study(config), log=messages.append)
+    assert any(str(bad) in m and "unreadable record" in m for m in messages)
+    assert json.loads(bad.read_text())["finished"]
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+
+
+def test_study_bad_input_one_line_errors(tmp_path, capsys):
+    base = "problem: poisson_fem\nproblem_options: {n: 3}\n"
+    cases = {
+        "unknown method 'trust-magic'": base + "methods: [trust-magic]\n",
+        "duplicate label 'trust-exact'": base + "methods: [trust-exact, {method: trust-exact}]\n",
+        "methods[tr]: unknown option(s) ['radius']": base + "methods: [{label: tr, method: trust-exact, "
+                                                           "options: {radius: 2}}]\n",
+        "unknown key(s) ['method']": base + "method: trust-exact\nmethods: [adam]\n",
+        "missing required key 'methods'": base,
+        "unknown option 'nn' of poisson_fem": "problem: poisson_fem\nproblem_options: {nn: 3}\nmethods: [adam]\n",
+    }
+    for expected, text in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, (expected, err)
+    blocker = tmp_path / "a-file"                 # a folder cannot be made under a file (even as root)
+    blocker.write_text("x")
+    path = write_study(tmp_path, blocker / "out")
+    assert main(["compare", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "output folder" in err and "is not writable" in err and "\n" not in err
