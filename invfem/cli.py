@@ -21,6 +21,10 @@ def main(argv=None) -> int:
     study = sub.add_parser("compare", help="run a study: methods x seeds on one problem, resumable, with a report")
     study.add_argument("config")
     study.add_argument("--output", help="output folder (overrides the config)")
+    study.add_argument("--seeds", type=int, nargs="+", help="seeds (override the config)")
+    study.add_argument("--maxiter", type=int, help="default iteration budget (overrides the config's; methods that set "
+                                                   "their own maxiter keep it)")
+    study.add_argument("--time-limit", type=float, help="default wall-time limit per run, seconds")
     study.add_argument("--workers", type=int, help="runs in parallel in a local process pool (joblib)")
     study.add_argument("--scheduler", help="address of a dask-distributed scheduler to submit the runs to")
     study.add_argument("--executor", choices=["serial", "processes", "dask"], help="overrides the config's")
@@ -40,8 +44,14 @@ def main(argv=None) -> int:
 
             if args.workers is not None and args.workers < 1:
                 raise InvfemError(f"--workers must be >= 1, got {args.workers}")
-            compare(load_study(args.config, output=args.output), workers=args.workers, scheduler=args.scheduler,
-                    executor=args.executor, quiet=args.quiet)
+            records = compare(load_study(args.config, output=args.output, seeds=args.seeds, maxiter=args.maxiter,
+                                         time_limit=args.time_limit), workers=args.workers,
+                              scheduler=args.scheduler, executor=args.executor, quiet=args.quiet)
+            failed = [f"{r['label']}-seed{r['seed']}" for r in records if r.get("failed")]
+            if failed:
+                print(f"invfem: {len(failed)} of {len(records)} runs failed ({', '.join(failed)}; their record.json "
+                      f"says why); the report covers the others", file=sys.stderr)
+                return 1
         else:
             from invfem.experiment import write_report
 

@@ -170,3 +170,30 @@ def test_study_bad_input_one_line_errors(tmp_path, capsys):
     assert main(["compare", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "output folder" in err and "is not writable" in err and "\n" not in err
+
+
+def test_a_failing_run_is_recorded_and_the_study_goes_on(tmp_path, capsys):
+    # seed 3 of this tiny net starts with kappa <= 0: that run fails, the others finish
+    out = tmp_path / "out"
+    text = STUDY.replace("seeds: [0, 1]", "seeds: [0, 3]").replace("  - {{method: adam, options: {{lr: 0.01}}}}\n", "")
+    config = write_study(tmp_path, out, maxiter=3, text=text)
+    assert main(["compare", str(config), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "1 of 2 runs failed (trust-exact-seed3" in err and "\n" not in err
+    failed = json.loads((out / "runs" / "trust-exact-seed3" / "record.json").read_text())
+    assert failed["failed"] and "kappa <= 0" in failed["error"]
+    rows = summary(out)
+    assert [(r["seed"], r["status"]) for r in rows] == [("0", "1"), ("3", "failed")]
+    assert "kappa <= 0" in rows[1]["message"] and float(rows[0]["loss"]) > 0
+    assert "Failed: trust-exact seed 3" in (out / "summary.md").read_text()
+
+
+def test_changed_settings_rerun_a_finished_run(tmp_path):
+    out = tmp_path / "out"
+    text = STUDY.replace("seeds: [0, 1]", "seeds: [0]").replace("  - {{method: adam, options: {{lr: 0.01}}}}\n", "")
+    first = compare(write_study(tmp_path, out, maxiter=3, text=text), quiet=True)[0]
+    again = compare(write_study(tmp_path, out, maxiter=3, text=text), quiet=True)[0]
+    assert again["nit"] == first["nit"] == 3                               # skipped: same record
+    messages = []
+    third = compare(load_study(write_study(tmp_path, out, maxiter=5, text=text)), log=messages.append)[0]
+    assert third["nit"] == 5 and any("written for other settings" in m for m in messages)

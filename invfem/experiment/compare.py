@@ -46,8 +46,9 @@ def _fingerprint(study: dict, spec: dict, seed: int) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def finished_record(folder: Path, log=print) -> dict | None:
-    """The finished record of a run, or None (absent, or unreadable: then named in the log)."""
+def finished_record(folder: Path, log=print, fingerprint: str | None = None) -> dict | None:
+    """The finished record of a run, or None: absent; unreadable, incomplete, failed last time,
+    or (with ``fingerprint``) written for other settings — each of those named in the log."""
     path = folder / "record.json"
     if not path.is_file():
         return None
@@ -56,8 +57,14 @@ def finished_record(folder: Path, log=print) -> dict | None:
     except CorruptRecord as exc:
         log(f"{exc}; rerunning that run")
         return None
+    if record.get("failed"):
+        log(f"{path}: the last attempt failed ({record.get('error')}); retrying")
+        return None
     if not record.get("finished") or not (folder / "theta.pt").is_file():
         log(f"{path}: incomplete record; rerunning that run")
+        return None
+    if fingerprint is not None and record.get("fingerprint", fingerprint) != fingerprint:
+        log(f"{path}: written for other settings (problem, method options or seed changed); rerunning that run")
         return None
     return record
 
@@ -141,19 +148,31 @@ def run_one(study_dict: dict, label: str, seed: int, threads: int | None = None)
 
 
 def _run_one(study_dict: dict, label: str, seed: int) -> dict:
-    from invfem.experiment.run import load_problem
-    from invfem.optim import METHODS, Checkpoint, minimize
-    from invfem.structured import hessian_path
-
     study = study_from_dict(study_dict)
     spec = next(m for m in study.methods if m.label == label)
     spec_dict = next(m for m in study_dict["methods"] if m["label"] == label)
     folder = run_dir(study.output, label, seed)
-    existing = finished_record(folder, log=lambda *a: None)
+    fingerprint = _fingerprint(study_dict, spec_dict, seed)
+    existing = finished_record(folder, log=lambda *a: None, fingerprint=fingerprint)
     if existing is not None:
         return existing
     folder.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(study_dict, spec_dict, seed)
+    try:
+        return _attempt(study, study_dict, spec, folder, fingerprint, label, seed)
+    except Exception as exc:  # recorded: one failing run (a bad seed, a non-elliptic start) does not stop a study
+        record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
+                  "problem": study.problem, "problem_options": study.problem_options, "fingerprint": fingerprint,
+                  "failed": True, "finished": False, "error": f"{type(exc).__name__}: {exc}"}
+        write_json(folder / "record.json", record)
+        (folder / "progress.json").unlink(missing_ok=True)
+        return record
+
+
+def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int) -> dict:
+    from invfem.experiment.run import load_problem
+    from invfem.optim import METHODS, Checkpoint, minimize
+    from invfem.structured import hessian_path
+
     resume, diagnostics, pending, resumed = None, [], None, []
     notes = []
     checkpoint_path = folder / "checkpoint.pt"
@@ -190,7 +209,8 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
     if tracker.stopped_by_time:
         message = f"wall-time limit of {spec.time_limit:g} s reached"
     record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
-              "problem": study.problem, "problem_options": study.problem_options, "status": int(result.status),
+              "problem": study.problem, "problem_options": study.problem_options, "fingerprint": fingerprint,
+              "status": int(result.status),
               "message": message, "success": bool(result.success), "loss": float(result.fun),
               "gnorm": float(result.optimality), "nit": int(result.nit), "nfev": int(result.nfev),
               "njev": int(result.njev), "nhev": int(result.nhev), "wall_time": float(result.history[-1]["time"]),
@@ -289,8 +309,10 @@ def compare(study: StudyConfig, workers: int | None = None, scheduler: str | Non
     write_json(output / "study.json", study_dict)
     say = (lambda *a: None) if quiet else log
     todo, records = [], {}
+    specs = {m["label"]: m for m in study_dict["methods"]}
     for spec, seed in study.runs():
-        done = finished_record(run_dir(output, spec.label, seed), log=say)
+        done = finished_record(run_dir(output, spec.label, seed), log=say,
+                               fingerprint=_fingerprint(study_dict, specs[spec.label], seed))
         if done is not None:
             records[(spec.label, seed)] = done
         else:
@@ -402,6 +424,8 @@ def _watch(runner: threading.Thread, study: StudyConfig, todo, results: dict, qu
 
 
 def _line(record: dict) -> str:
+    if record.get("failed"):
+        return f"[{record['label']} seed {record['seed']}] FAILED: {record['error']}"
     kappa = "" if record.get("kappa_error") is None else f", kappa error {record['kappa_error']:.3e}"
     resumed = f", resumed at iteration {record['resumed'][-1]['iteration']}" if record.get("resumed") else ""
     return (f"[{record['label']} seed {record['seed']}] {record['message']}: loss {record['loss']:.6e}, "

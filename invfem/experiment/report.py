@@ -45,7 +45,7 @@ def load_records(output: Path, log=print) -> tuple[dict, list[dict]]:
             except CorruptRecord as exc:
                 log(f"{exc}; left out of the report")
                 continue
-            if record.get("finished"):
+            if record.get("finished") or record.get("failed"):
                 records.append(record)
     return study, records
 
@@ -61,6 +61,9 @@ def rows(study: dict, records: list[dict]) -> list[dict]:
     """One summary row per record."""
     out = []
     for r in records:
+        if r.get("failed"):
+            out.append({"method": r["label"], "seed": r["seed"], "status": "failed", "message": r["error"]})
+            continue
         t, k = _threshold(r, study["loss_threshold"])
         out.append({"method": r["label"], "seed": r["seed"], "loss": r["loss"], "gnorm": r["gnorm"], "nit": r["nit"],
                     "status": r["status"], "wall_time": r["wall_time"], "kappa_error": r.get("kappa_error"),
@@ -79,8 +82,9 @@ def write_report(output, log=print) -> Path:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in table:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    figures = _figures(output, study, records) if records else []
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    finished = [r for r in records if not r.get("failed")]
+    figures = _figures(output, study, finished) if finished else []
     (output / "summary.md").write_text(_markdown(study, table, figures))
     log(f"report written to {output}/ (summary.csv, summary.md, {len(figures)} figures)")
     return output / "summary.md"
@@ -103,6 +107,8 @@ def _markdown(study: dict, table: list[dict], figures: list[str]) -> str:
              "| method | runs | final loss | κ error | iterations | wall time (s) | time to threshold (s) | "
              "iterations to threshold | λ>0 | λ<0 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    failed = [r for r in table if r["status"] == "failed"]
+    table = [r for r in table if r["status"] != "failed"]
     for label in labels:
         mine = [r for r in table if r["method"] == label]
         if not mine:
@@ -115,6 +121,7 @@ def _markdown(study: dict, table: list[dict], figures: list[str]) -> str:
                      f"{_stat([r['time_to_threshold'] for r in reached], sci)} ({len(reached)}/{len(mine)} reached) | "
                      f"{_stat([r['iterations_to_threshold'] for r in reached], num)} | "
                      f"{_stat([r['n_positive'] for r in mine], num)} | {_stat([r['n_negative'] for r in mine], num)} |")
+    lines += [""] + [f"Failed: {r['method']} seed {r['seed']}: {r['message']}" for r in failed]
     lines += ["", "Per run: [summary.csv](summary.csv).", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
