@@ -465,3 +465,21 @@ def test_resume_from_a_checkpoint(method, options):
         assert resumed.nfev == full.nfev and resumed.njev == full.njev
     with pytest.raises(ConfigError, match="cannot resume"):
         minimize(fun, x0, method="trust-ncg" if method != "trust-ncg" else "adam", resume=saved[-1])
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "adam", "bfgs", "l-bfgs-b"])
+def test_callback_and_checkpoint_time_is_not_the_methods_time(method):
+    """The history's time is the method's own: 0.05 s of callback per iteration and 0.05 s per
+    checkpoint write over 10 iterations (about 1 s) are left out."""
+    import time as clock
+
+    from invfem.optim import Checkpoint
+
+    fun, x0 = CLASSICAL[1].fun, CLASSICAL[1].start()
+    opts = {"maxiter": 10, "gtol": 0}
+    started = clock.perf_counter()
+    res = minimize(fun, x0, method=method, options=opts, callback=lambda s: clock.sleep(0.05) or False,
+                   checkpoint=Checkpoint(lambda s: clock.sleep(0.05), every=1))
+    outside = clock.perf_counter() - started
+    assert res.nit == 10 and outside > 0.9                  # at least 9 checkpoints and 10 callbacks slept
+    assert res.history[-1]["time"] < outside - 0.85

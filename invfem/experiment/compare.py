@@ -35,6 +35,14 @@ from invfem.experiment.study import StudyConfig, study_from_dict
 PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
 
 
+def _cores() -> int:
+    """The cores this process may use (its CPU affinity: what SLURM or taskset gave it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_dir(output, label: str, seed: int) -> Path:
     return Path(output) / "runs" / f"{label}-seed{seed}"
 
@@ -138,8 +146,8 @@ def run_one(study_dict: dict, label: str, seed: int, threads: int | None = None)
 
     A top-level function of plain arguments: joblib and dask send it to their workers.
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
+    threads = threads or _cores()
+    torch.set_num_threads(threads)
     torch.set_default_dtype(torch.float64)
     from threadpoolctl import threadpool_limits
 
@@ -319,7 +327,10 @@ def compare(study: StudyConfig, workers: int | None = None, scheduler: str | Non
             todo.append((spec.label, seed))
     if records:
         say(f"{len(records)} of {len(study.runs())} runs already finished: skipped")
-    threads = study.threads_per_run or max(1, (os.cpu_count() or 1) // max(1, workers if executor != "serial" else 1))
+    if study.threads_per_run or not (executor == "dask" and scheduler):
+        threads = study.threads_per_run or max(1, _cores() // max(1, workers if executor != "serial" else 1))
+    else:
+        threads = None          # a remote worker takes the cores it is given (its CPU affinity)
     results: dict = {}
     errors: list = []
     runner = threading.Thread(target=_execute, args=(executor, study_dict, todo, workers, scheduler, threads, results,

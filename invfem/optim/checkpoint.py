@@ -54,7 +54,7 @@ def common_state(runner: str, k: int, x, f: float, g, history: list, oracle, sta
     return {"runner": runner, "exact": exact, "iteration": int(k), "x": np.array(x, dtype=np.float64),
             "f": float(f), "g": np.array(g, dtype=np.float64), "history": [dict(h) for h in history],
             "counters": [oracle.nfev, oracle.njev, oracle.nhev, oracle.ninvalid],
-            "elapsed": time.perf_counter() - start, **extra}
+            "elapsed": time.perf_counter() - start - oracle.paused, **extra}
 
 
 def restore_common(oracle, state: dict, runner: str):

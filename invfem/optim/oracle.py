@@ -32,6 +32,7 @@ class Oracle:
         self.device = torch.device("cpu" if device is None else device)
         self.nfev = self.njev = self.nhev = 0
         self.ninvalid = 0          # trial points where fun raised InvalidTrialPoint
+        self.paused = 0.0          # seconds spent in callbacks and checkpoints: not the method's time
 
     def tensor(self, x) -> torch.Tensor:
         """``x`` (numpy) as a float64 tensor on the oracle's device."""

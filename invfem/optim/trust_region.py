@@ -179,4 +179,4 @@ def history_entry(k, f, optimality, oracle, start, **step):
     blank = {"radius": None, "rho": None, "step_norm": None, "accepted": None, "inner_iterations": 0,
              "hard_case": False, "negative_curvature": False, "hits_boundary": False, "f_trial": None}
     return {"iter": k, "f": float(f), "gnorm": float(optimality), **blank, **step, "nfev": oracle.nfev, "njev": oracle.njev,
-            "nhev": oracle.nhev, "invalid_trials": oracle.ninvalid, "time": time.perf_counter() - start}
+            "nhev": oracle.nhev, "invalid_trials": oracle.ninvalid, "time": time.perf_counter() - start - oracle.paused}
