@@ -112,3 +112,17 @@ def test_trust_exact_runs_on_the_gpu():
     ref = minimize(ref_p.loss, ref_p.theta0, method="trust-exact", hess=ref_p.hessian, options={"maxiter": 5})
     assert res.x.is_cuda and res.nit == ref.nit
     torch.testing.assert_close(res.x.cpu(), ref.x, rtol=1e-8, atol=1e-10)
+
+
+def test_trust_exact_never_turns_a_tensor_into_numpy_implicitly(monkeypatch):
+    """On a GPU an implicit tensor -> numpy conversion (np.linalg.norm of a step, say) raises;
+    on the host it silently works. Forbid it here so the GPU path is checked without a GPU."""
+    def implicit(self, dtype=None, copy=None):
+        raise TypeError("implicit tensor -> numpy conversion (fails for a CUDA tensor)")
+
+    p = poisson_fem.make_problem(n=4, widths=(2, 8, 8, 1))
+    ref = minimize(p.loss, p.theta0, method="trust-exact", hess=p.hessian, options={"maxiter": 5})
+    monkeypatch.setattr(torch.Tensor, "__array__", implicit)
+    res = minimize(p.loss, p.theta0, method="trust-exact", hess=p.hessian, options={"maxiter": 5})
+    assert res.nit == ref.nit == 5
+    torch.testing.assert_close(res.x, ref.x, rtol=0, atol=0)

@@ -32,7 +32,8 @@ class Step:
 
 
 def _from_solution(H, g, sol) -> Step:
-    return Step(sol.p, -model_value(H, g, sol.p), float(np.linalg.norm(sol.p)), sol.hits_boundary,
+    norm = torch.linalg.norm(sol.p) if torch.is_tensor(sol.p) else np.linalg.norm(sol.p)   # p may be on a GPU
+    return Step(sol.p, -model_value(H, g, sol.p), float(norm), sol.hits_boundary,
                 inner_iterations=sol.iterations, hard_case=sol.hard_case, negative_curvature=sol.negative_curvature)
 
 
