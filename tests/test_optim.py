@@ -425,13 +425,26 @@ def test_undefined_trial_points_are_rejected_and_counted(method):
     np.testing.assert_allclose(res.x.numpy(), x_star, atol=1e-6)
 
 
-def test_undefined_points_end_the_baselines_that_cannot_reject_them():
+@pytest.mark.parametrize("method", ["l-bfgs-b", "scipy-bfgs"])
+def test_scipy_baselines_backtrack_from_undefined_trial_points(method):
+    """Their line searches cannot reject a point: an undefined one is shown as a value far
+    above the last, and they backtrack to the constrained minimizer (they stopped at x = 0.43
+    or x = 0.0 instead, when the first undefined trial ended the run)."""
+    target = 10.0
+    res = minimize(lambda x: _undefined_beyond_one(x, target), torch.zeros(3), method=method)
+    assert res.status in (0, 5), res.message
+    x_star = ((target + 1) - math.sqrt((target + 1) ** 2 - 2 * (2 * target - 1))) / 2
+    np.testing.assert_allclose(res.x.numpy(), x_star, atol=1e-7)
+    assert res.history[-1]["invalid_trials"] >= 1
+
+
+def test_undefined_points_end_adam_and_an_undefined_start_raises():
     from invfem.errors import InvalidTrialPoint
 
     res = minimize(_undefined_beyond_one, torch.zeros(3), method="adam", options={"lr": 2.0, "maxiter": 50})
     assert res.status == 4 and res.history[-1]["invalid_trials"] == 1 and bool((res.x < 1).all())
-    res = minimize(_undefined_beyond_one, torch.zeros(3), method="l-bfgs-b")
-    assert res.status in (0, 7) and bool((res.x < 1).all())
+    with pytest.raises(InvalidTrialPoint, match="x = 1.5"):
+        minimize(_undefined_beyond_one, torch.full((3,), 1.5), method="l-bfgs-b")
     with pytest.raises(InvalidTrialPoint, match="x = 1.5"):
         minimize(_undefined_beyond_one, torch.full((3,), 1.5), method="trust-exact")
 

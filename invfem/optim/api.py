@@ -61,9 +61,7 @@ METHODS = {
 }
 
 _EXTRA_STATUS = {4: "non-finite loss", 5: "the scipy method stopped early",
-                 STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)",
-                 baselines.STATUS_INVALID: "the scipy method met an undefined trial point (InvalidTrialPoint) and "
-                                           "stopped at its last iterate"}
+                 STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)"}
 
 
 def _bounds(bounds, n):
@@ -140,12 +138,14 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
       resume exactly; scipy's methods from their last x with a fresh memory.
     * A trial point where ``fun`` is NaN/inf, or raises :class:`~invfem.errors.InvalidTrialPoint`
       (e.g. a coefficient <= 0), is a rejected step; the history counts the latter
-      (``invalid_trials``).
+      (``invalid_trials``). scipy's line searches cannot reject a point, so for ``l-bfgs-b``
+      and ``scipy-bfgs`` an undefined trial point is shown to them as a value far above the
+      last (``baselines.UNDEFINED_PENALTY``) with the last gradient: they backtrack.
 
     Returns an :class:`OptimizeResult`: ``x`` and ``jac`` as tensors, ``fun``, ``nit``,
     ``nfev``, ``njev``, ``nhev``, ``status`` (0 converged, 1 maxiter, 2 callback, 3 radius
-    collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 7 a scipy method met
-    an undefined trial point, 8 the predicted reduction is at f's round-off), ``message``,
+    collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 8 the predicted
+    reduction is at f's round-off; 7 is no longer used), ``message``,
     ``success`` (status 0 or 8), ``history``.
     """
     if method not in METHODS:

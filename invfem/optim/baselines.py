@@ -19,7 +19,7 @@ from invfem.optim.checkpoint import common_state, restore_common
 from invfem.optim.trust_region import history_entry
 
 
-STATUS_INVALID = 7      # see invfem.optim.api: a scipy baseline met an undefined trial point
+UNDEFINED_PENALTY = 1e8   # an undefined trial point is shown to scipy as f_last + this (1 + |f_last|)
 
 
 def _entry(k, f, g, oracle, start, **step):
@@ -81,7 +81,16 @@ def scipy_method(name):
         last = {}
 
         def fg(xn):
-            f, g = oracle.value_and_grad(xn)
+            try:
+                f, g = oracle.value_and_grad(xn)
+            except InvalidTrialPoint:
+                if not last:
+                    raise
+                # scipy's line searches cannot reject an undefined point (L-BFGS-B even reports
+                # convergence on an inf): show them a value far above the last one, and the last
+                # gradient, so that they backtrack; counted as an invalid trial
+                oracle.ninvalid += 1
+                return last["f"] + UNDEFINED_PENALTY * (1.0 + abs(last["f"])), last["g"].copy()
             last.update(x=np.array(xn), f=f, g=g)
             return f, g
 
@@ -111,15 +120,8 @@ def scipy_method(name):
         scipy_options = {"maxiter": options.maxiter - done, "gtol": options.gtol}
         if name == "L-BFGS-B":
             scipy_options["ftol"] = 0.0  # stop on the gradient, as the other methods do
-        try:
-            res = scipy.optimize.minimize(fg, np.asarray(x0), jac=True, method=name, bounds=bounds, callback=cb,
-                                          options=scipy_options)
-        except InvalidTrialPoint:
-            # scipy's line searches cannot reject an undefined point (L-BFGS-B even reports
-            # convergence on an inf); end the run at the last iterate instead
-            oracle.ninvalid += 1
-            f, g = fg(prev[0])
-            return prev[0], f, g, STATUS_INVALID, history
+        res = scipy.optimize.minimize(fg, np.asarray(x0), jac=True, method=name, bounds=bounds, callback=cb,
+                                      options=scipy_options)
         status = {0: 0, 1: 1}.get(int(res.status), 2 if "callback" in str(res.message).lower() else 5)
         f, g = fg(res.x)
         return np.asarray(res.x), f, g, status, history
