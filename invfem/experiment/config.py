@@ -10,6 +10,15 @@ import yaml
 from invfem.errors import ConfigError
 
 
+def check_seeds(seeds) -> tuple[int, ...]:
+    """The seeds as a tuple of ints: a non-empty list of distinct integers >= 0, or a one-line error."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise ConfigError(f"seeds must be a list of integers >= 0, e.g. [0] or [0, 1, 2]; got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must not repeat, got {list(seeds)}")
+    return tuple(int(s) for s in seeds)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """One study: a problem, a training method, the seeds, and where results go.
@@ -42,11 +51,7 @@ class ExperimentConfig:
     def __post_init__(self):
         if not isinstance(self.problem, str) or not self.problem:
             raise ConfigError(f"problem must be a problem name, got {self.problem!r}")
-        if not isinstance(self.seeds, (list, tuple)) or not all(_is_int(s) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"seeds must be a list of integers >= 0, e.g. [0] or [0, 1, 2]; got {self.seeds!r}")
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        if not self.seeds:
-            raise ConfigError("seeds must list at least one seed")
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
         for name in ("hessian_at_start", "hessian_at_end"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")

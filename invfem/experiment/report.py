@@ -205,9 +205,13 @@ def _figures(output: Path, study: dict, records: list[dict]) -> list[str]:
             for i, key in enumerate(("cos_theta1", "cos_theta2")):
                 ax = fig.add_subplot(1, 2, i + 1)
                 for r, pts in with_angles:
-                    ax.plot([p["iter"] for p in pts], [p[key] for p in pts], "o-", ms=2, color=colors[r["label"]],
-                            lw=0.9)
-                ax.set(xlabel="iteration", ylabel=key.replace("_theta", " θ"), ylim=(-1.05, 1.05))
+                    ax.plot([p["iter"] for p in pts], [p[key] for p in pts], "-", color=colors[r["label"]], lw=0.9)
+                    for indefinite, marker in ((False, "o"), (True, "x")):
+                        mine = [p for p in pts if bool(p.get("indefinite")) == indefinite]
+                        ax.plot([p["iter"] for p in mine], [p[key] for p in mine], marker, ms=3 if indefinite else 2,
+                                color=colors[r["label"]], ls="none")
+                ax.set(xlabel="iteration", ylabel=key.replace("_theta", " θ"), ylim=(-1.05, 1.05),
+                       title="× : H indefinite at the step's start" if i == 1 else None)
                 _legend(ax, colors, labels)
             _save(fig, output, "angles.png", names)
     _network(output, records, colors, labels, names)
@@ -244,7 +248,7 @@ def _network(output, records, colors, labels, names):
             m = r["diagnostics"]["final"].get("magnitudes")
             if m and m[key]:
                 ax.semilogx(np.maximum(m[key], 1e-12), m[f"{key}_cdf"], color=colors[r["label"]], lw=0.9, alpha=0.8)
-        ax.set(xlabel=f"|{key[:-1]}|", ylabel="CDF")
+        ax.set(xlabel={"weights": "|weight|", "biases": "|bias|"}[key], ylabel="CDF")
         _legend(ax, colors, labels)
     _save(fig, output, "weights.png", names)
     with_acts = [r for r in firsts if "activations" in r["diagnostics"]["final"]]

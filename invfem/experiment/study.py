@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from invfem.errors import ConfigError
-from invfem.experiment.config import _is_int, _resolve_inputs, check_device, read_yaml
+from invfem.experiment.config import _is_int, _resolve_inputs, check_device, check_seeds, read_yaml
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,7 @@ class StudyConfig:
             raise ConfigError(f"problem must be a problem name or a .py path, got {self.problem!r}")
         if not isinstance(self.problem_options, dict):
             raise ConfigError(f"problem_options must be a mapping, got {self.problem_options!r}")
-        if not isinstance(self.seeds, (list, tuple)) or not self.seeds or \
-                not all(_is_int(s) and s >= 0 for s in self.seeds):
-            raise ConfigError(f"seeds must be a non-empty list of integers >= 0, e.g. [0, 1, 2]; got {self.seeds!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds must not repeat, got {list(self.seeds)}")
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "seeds", check_seeds(self.seeds))
         for name, low in (("maxiter", 1), ("checkpoint_every", 1), ("diagnostics_every", 0), ("workers", 1)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
