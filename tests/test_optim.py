@@ -496,3 +496,36 @@ def test_callback_and_checkpoint_time_is_not_the_methods_time(method):
     outside = clock.perf_counter() - started
     assert res.nit == 10 and outside > 0.9                  # at least 9 checkpoints and 10 callbacks slept
     assert res.history[-1]["time"] < outside - 0.85
+
+
+def test_a_chain_of_methods_is_one_run_that_resumes_inside_its_stage():
+    """adam then trust-exact: the same iterates as two calls, one joined history (iterations
+    and time continue), counters summed; resumed in the middle of stage 2 it ends identically."""
+    import copy
+
+    from invfem.errors import ConfigError as Bad
+    from invfem.optim import Checkpoint, minimize_chain
+
+    fun, x0 = CLASSICAL[1].fun, CLASSICAL[1].start()
+    stages = [("adam", {"maxiter": 30, "lr": 1e-2}), ("trust-exact", {"maxiter": 25})]
+    chain = minimize_chain(fun, x0, stages)
+    first = minimize(fun, x0, method="adam", options=stages[0][1])
+    second = minimize(fun, first.x, method="trust-exact", options=stages[1][1])
+    torch.testing.assert_close(chain.x, second.x, rtol=0, atol=0)
+    assert chain.nit == first.nit + second.nit and len(chain.history) == chain.nit + 1
+    assert [h["iter"] for h in chain.history] == list(range(chain.nit + 1))
+    assert chain.history[31]["stage"] == "trust-exact" and chain.history[31]["time"] >= chain.history[30]["time"]
+    assert [h["f"] for h in chain.history[30:]] == [h["f"] for h in second.history]
+    assert chain.nfev == first.nfev + second.nfev and chain.method == "adam+trust-exact"
+    assert [s["method"] for s in chain.stages] == ["adam", "trust-exact"]
+    saved = []
+    minimize_chain(fun, x0, [stages[0], ("trust-exact", {"maxiter": 12})],
+                   checkpoint=Checkpoint(lambda s: saved.append(copy.deepcopy(s)), every=5))
+    assert saved[-1]["stage"] == 1 and saved[-1]["inner"]["iteration"] == 10
+    resumed = minimize_chain(fun, x0, stages, resume=saved[-1])
+    torch.testing.assert_close(resumed.x, chain.x, rtol=0, atol=1e-12)
+    assert [h["f"] for h in resumed.history] == [h["f"] for h in chain.history]
+    with pytest.raises(Bad, match="cannot resume"):
+        minimize_chain(fun, x0, [("bfgs", {}), ("trust-exact", {})], resume=saved[-1])
+    with pytest.raises(Bad, match="unknown method 'newton'"):
+        minimize_chain(fun, x0, [("adam", {}), ("newton", {})])

@@ -80,11 +80,11 @@ def _launch(config: Path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _kill_when(proc, path: Path, timeout=120):
-    """SIGKILL ``proc`` as soon as ``path`` exists (a checkpoint was written)."""
+def _kill_when(proc, path: Path, timeout=120, ready=lambda path: True):
+    """SIGKILL ``proc`` as soon as ``path`` exists (a checkpoint was written) and ``ready(path)``."""
     end = time.time() + timeout
     while time.time() < end:
-        if path.exists():
+        if path.exists() and ready(path):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return
@@ -197,3 +197,63 @@ def test_changed_settings_rerun_a_finished_run(tmp_path):
     messages = []
     third = compare(load_study(write_study(tmp_path, out, maxiter=5, text=text)), log=messages.append)[0]
     assert third["nit"] == 5 and any("written for other settings" in m for m in messages)
+
+
+CHAIN = """
+problem: poisson_fem
+problem_options: {{n: 3, widths: [2, 6, 6, 1]}}
+seeds: [0]
+maxiter: {maxiter}
+diagnostics_every: 10
+checkpoint_every: 5
+threads_per_run: 1
+methods:
+  - label: adam-then-tk
+    stages: [{{method: adam, options: {{maxiter: 20, lr: 0.01}}}}, {{method: trust-krylov, options: {{maxiter: 400}}}}]
+output: {output}
+"""
+
+
+def test_a_chain_is_one_run_and_resumes_inside_its_second_stage(tmp_path):
+    from invfem.experiment.records import CorruptRecord, load_torch
+
+    reference = compare(write_study(tmp_path, tmp_path / "ref", text=CHAIN), quiet=True)[0]
+    assert [s["method"] for s in reference["stages"]] == ["adam", "trust-krylov"]
+    assert reference["nit"] == sum(s["nit"] for s in reference["stages"]) == len(reference["history"]) - 1
+    out = tmp_path / "killed"
+    config = write_study(tmp_path, out, text=CHAIN)
+
+    def in_stage_two(path):
+        try:
+            return load_torch(path)["optimizer"]["stage"] == 1
+        except (CorruptRecord, KeyError, OSError):
+            return False
+
+    _kill_when(_launch(config), out / "runs" / "adam-then-tk-seed0" / "checkpoint.pt", ready=in_stage_two)
+    proc = _launch(config)
+    assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
+    record = json.loads((out / "runs" / "adam-then-tk-seed0" / "record.json").read_text())
+    assert record["resumed"] and record["resumed"][0]["iteration"] > 20 and record["resumed"][0]["exact"]
+    torch.testing.assert_close(torch.load(out / "runs" / "adam-then-tk-seed0" / "theta.pt"),
+                               torch.load(tmp_path / "ref" / "runs" / "adam-then-tk-seed0" / "theta.pt"),
+                               rtol=0, atol=1e-12)
+    assert [h["f"] for h in record["history"]] == [h["f"] for h in reference["history"]]
+    rows = summary(tmp_path / "ref")
+    assert rows[0]["method"] == "adam-then-tk" and int(rows[0]["nit"]) == reference["nit"]
+
+
+def test_chain_config_errors(tmp_path, capsys):
+    base = "problem: poisson_fem\nproblem_options: {n: 3}\nmethods:\n"
+    cases = {
+        "stages[1]: unknown method 'krylov'": base + "  - {stages: [adam, krylov]}\n",
+        "a chain has 'stages' instead of 'method' and 'options'": base + "  - {method: adam, stages: [adam, bfgs]}\n",
+        "stages must list at least two methods": base + "  - {stages: [adam]}\n",
+        "methods[adam+bfgs] stage bfgs: unknown option(s) ['lr']": base + "  - {stages: [adam, {method: bfgs, "
+                                                                         "options: {lr: 1}}]}\n",
+    }
+    for expected, text in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, (expected, err)

@@ -50,7 +50,7 @@ def run_dir(output, label: str, seed: int) -> Path:
 def _fingerprint(study: dict, spec: dict, seed: int) -> str:
     """What a run's result depends on: a checkpoint of another setting is not resumed."""
     key = json.dumps([study["problem"], study["problem_options"], study["device"], spec["method"], spec["options"],
-                      seed], sort_keys=True, default=str)
+                      seed] + ([spec["stages"]] if spec.get("stages") else []), sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -178,7 +178,7 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
 
 def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int) -> dict:
     from invfem.experiment.run import load_problem
-    from invfem.optim import METHODS, Checkpoint, minimize
+    from invfem.optim import METHODS, Checkpoint, minimize, minimize_chain
     from invfem.structured import hessian_path
 
     resume, diagnostics, pending, resumed = None, [], None, []
@@ -192,8 +192,10 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
             else:
                 resume, diagnostics = saved["optimizer"], list(saved["diagnostics"])
                 pending = saved.get("pending")
-                resumed = list(saved.get("resumed", [])) + [{"iteration": int(resume["iteration"]),
-                                                              "exact": bool(resume["exact"])}]
+                state = resume.get("inner", resume)                 # a chain's: its current stage's
+                done = sum(int(d["nit"]) for d in resume.get("done", []))
+                resumed = list(saved.get("resumed", [])) + [{"iteration": done + int(state["iteration"]),
+                                                              "exact": bool(state["exact"])}]
         except (CorruptRecord, KeyError) as exc:
             notes.append(f"{exc}; started afresh")
     device = {} if study.device is None else {"device": study.device}
@@ -208,11 +210,15 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
         save_torch(checkpoint_path, {"fingerprint": fingerprint, "optimizer": state, "diagnostics": tracker.diagnostics,
                                      "pending": tracker.pending, "resumed": resumed})
 
-    dense = METHODS[spec.method].derivatives == "hessian"
-    result = minimize(problem.loss, problem.theta0, method=spec.method, options=spec.options,
-                      hess=exact_hessian if dense else None, bounds=problem.bounds, callback=tracker,
-                      checkpoint=Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds),
-                      resume=resume)
+    checkpoint = Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
+    if spec.stages:
+        result = minimize_chain(problem.loss, problem.theta0, spec.stages, hess=exact_hessian, bounds=problem.bounds,
+                                callback=tracker, checkpoint=checkpoint, resume=resume)
+    else:
+        dense = METHODS[spec.method].derivatives == "hessian"
+        result = minimize(problem.loss, problem.theta0, method=spec.method, options=spec.options,
+                          hess=exact_hessian if dense else None, bounds=problem.bounds, callback=tracker,
+                          checkpoint=checkpoint, resume=resume)
     message = result.message
     if tracker.stopped_by_time:
         message = f"wall-time limit of {spec.time_limit:g} s reached"
@@ -223,6 +229,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
               "gnorm": float(result.optimality), "nit": int(result.nit), "nfev": int(result.nfev),
               "njev": int(result.njev), "nhev": int(result.nhev), "wall_time": float(result.history[-1]["time"]),
               "resumed": resumed, "notes": notes, "history": result.history}
+    if spec.stages:
+        record["stages"] = result.stages
     record["diagnostics"] = {"points": tracker.diagnostics,
                              "final": final_diagnostics(problem, result.x, exact_hessian, study)}
     final = record["diagnostics"]["final"]
@@ -401,7 +409,7 @@ def _watch(runner: threading.Thread, study: StudyConfig, todo, results: dict, qu
     total = tqdm(total=len(todo), desc="runs", unit="run", position=0, dynamic_ncols=True)
     bars: dict = {}
     reported = set()
-    maxiter = {m.label: int(m.options.get("maxiter", study.maxiter)) for m in study.methods}
+    maxiter = {m.label: m.maxiter for m in study.methods}
     try:
         while True:
             alive = runner.is_alive()

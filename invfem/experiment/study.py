@@ -9,6 +9,8 @@
       - trust-exact                                   # label = method, its default options
       - {method: bfgs, options: {maxiter: 5000, gtol: 0}}
       - {label: tr-r0.1, method: trust-exact, options: {initial_radius: 0.1}, time_limit: 600}
+      - label: adam-then-krylov                       # a chain: each stage starts where the last ended
+        stages: [{method: adam, options: {maxiter: 100, lr: 0.01}}, {method: trust-krylov, options: {maxiter: 200}}]
     output: results/study_poisson_fem
 
 Every (method, seed) pair is one run. The whole config — the problem's options, every
@@ -34,6 +36,14 @@ class MethodSpec:
     method: str
     options: dict
     time_limit: float | None = None
+    stages: tuple | None = None     # a chain: ((method, options), ...) run one after the other ("chain" method)
+
+    @property
+    def maxiter(self) -> int:
+        """The run's iteration budget (a chain's: the sum of its stages')."""
+        if self.stages:
+            return sum(int(options["maxiter"]) for _, options in self.stages)
+        return int(self.options["maxiter"])
 
 
 @dataclass(frozen=True)
@@ -105,10 +115,12 @@ class StudyConfig:
         check_problem_options(self.problem, self.problem_options)
         specs = _method_specs(self.methods, self.maxiter, self.time_limit)
         for spec in specs:
-            try:
-                parse_options(spec.method, METHODS[spec.method].options, spec.options)
-            except ConfigError as exc:
-                raise ConfigError(f"methods[{spec.label}]: {exc}") from None
+            for method, options in spec.stages or ((spec.method, spec.options),):
+                try:
+                    parse_options(method, METHODS[method].options, options)
+                except ConfigError as exc:
+                    where = f"methods[{spec.label}]" + (f" stage {method}" if spec.stages else "")
+                    raise ConfigError(f"{where}: {exc}") from None
         object.__setattr__(self, "methods", tuple(specs))
 
     def runs(self) -> list[tuple[MethodSpec, int]]:
@@ -118,7 +130,8 @@ class StudyConfig:
     def as_dict(self) -> dict:
         """Plain types (for records and workers)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["methods"] = [{"label": m.label, "method": m.method, "options": m.options, "time_limit": m.time_limit}
+        out["methods"] = [{"label": m.label, "method": m.method, "options": m.options, "time_limit": m.time_limit,
+                           **({"stages": [{"method": k, "options": o} for k, o in m.stages]} if m.stages else {})}
                           for m in self.methods]
         out["seeds"], out["activation_point"] = list(self.seeds), list(self.activation_point)
         return out
@@ -144,14 +157,19 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
             entry = {"method": entry}
         if not isinstance(entry, dict):
             raise ConfigError(f"methods[{i}] must be a method name or a mapping, got {entry!r}")
-        unknown = sorted(set(entry) - {"method", "label", "options", "time_limit"})
+        unknown = sorted(set(entry) - {"method", "label", "options", "time_limit", "stages"})
         if unknown:
             raise ConfigError(f"methods[{i}]: unknown key(s) {unknown}; valid: ['label', 'method', 'options', "
-                              "'time_limit']")
-        method = entry.get("method")
-        if method not in METHODS:
-            raise ConfigError(f"methods[{i}]: unknown method {method!r}; valid: {sorted(METHODS)}")
-        label = str(entry.get("label", method))
+                              "'stages', 'time_limit']")
+        stages = None
+        if entry.get("stages") is not None:
+            stages = _stages(i, entry, maxiter)
+            method = "chain"
+        else:
+            method = entry.get("method")
+            if method not in METHODS:
+                raise ConfigError(f"methods[{i}]: unknown method {method!r}; valid: {sorted(METHODS)}")
+        label = str(entry.get("label", method if stages is None else "+".join(m for m, _ in stages)))
         if not label or any(c in label for c in "/\\ ") or label.startswith("."):
             raise ConfigError(f"methods[{i}]: label {label!r} must be a non-empty name without spaces or slashes")
         if label in seen:
@@ -160,11 +178,37 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
         options = entry.get("options") or {}
         if not isinstance(options, dict):
             raise ConfigError(f"methods[{label}]: options must be a mapping, got {options!r}")
-        options = {"maxiter": maxiter, **options}
+        options = {} if stages else {"maxiter": maxiter, **options}
         limit = entry.get("time_limit", time_limit)
         _time_limit(f"methods[{label}].time_limit", limit)
-        specs.append(MethodSpec(label, method, options, None if limit is None else float(limit)))
+        specs.append(MethodSpec(label, method, options, None if limit is None else float(limit), stages))
     return specs
+
+
+def _stages(i: int, entry: dict, maxiter: int) -> tuple:
+    """A chain's stages: a list of method names or {method, options}; each stage's maxiter
+    defaults to the study's."""
+    from invfem.optim.api import METHODS
+
+    if entry.get("method") not in (None, "chain") or entry.get("options"):
+        raise ConfigError(f"methods[{i}]: a chain has 'stages' instead of 'method' and 'options'")
+    stages = entry["stages"]
+    if not isinstance(stages, (list, tuple)) or len(stages) < 2:
+        raise ConfigError(f"methods[{i}]: stages must list at least two methods, got {stages!r}")
+    out = []
+    for j, stage in enumerate(stages):
+        if isinstance(stage, str):
+            stage = {"method": stage}
+        if not isinstance(stage, dict) or sorted(set(stage) - {"method", "options"}):
+            raise ConfigError(f"methods[{i}].stages[{j}] must be a method name or {{method, options}}, got {stage!r}")
+        if stage.get("method") not in METHODS:
+            raise ConfigError(f"methods[{i}].stages[{j}]: unknown method {stage.get('method')!r}; "
+                              f"valid: {sorted(METHODS)}")
+        options = stage.get("options") or {}
+        if not isinstance(options, dict):
+            raise ConfigError(f"methods[{i}].stages[{j}]: options must be a mapping, got {options!r}")
+        out.append((stage["method"], {"maxiter": maxiter, **options}))
+    return tuple(out)
 
 
 def load_study(path, **overrides) -> StudyConfig:
