@@ -11,7 +11,7 @@ def kappa_error(problem, theta: torch.Tensor) -> float | None:
     kappa(x): the L2 norm over the domain (the space's quadrature); kappa(u): the discrete
     norm over 201 values spanning the range of u_theta (where the data say something about kappa).
     """
-    if problem.kappa_true is None or "space" not in problem.info:
+    if problem.kappa_true is None or not has_law_points(problem):
         return None
     s, weights = law_points(problem, theta)
     with torch.no_grad():
@@ -19,9 +19,17 @@ def kappa_error(problem, theta: torch.Tensor) -> float | None:
     return float(torch.sqrt((weights * (learned - true) ** 2).sum() / (weights * true**2).sum()))
 
 
+def has_law_points(problem) -> bool:
+    """Whether :func:`law_points` knows where to compare ``problem``'s law."""
+    return "law_points" in problem.info or "space" in problem.info
+
+
 def law_points(problem, theta: torch.Tensor):
-    """Where laws are compared, with weights: the quadrature points (and their weights) for
-    kappa(x); 201 values spanning the range of u_theta (or the observed u) for kappa(u)."""
+    """Where laws are compared, with weights: ``problem.info["law_points"]`` when the problem
+    names them (e.g. a regression's test grid); else the quadrature points (and their weights)
+    for kappa(x), and 201 values spanning the range of u_theta (or the observed u) for kappa(u)."""
+    if "law_points" in problem.info:
+        return problem.info["law_points"]
     space = problem.info["space"]
     if problem.info.get("kappa_input", "x") == "u":
         with torch.no_grad():
@@ -38,7 +46,7 @@ def network_loss(problem, theta: torch.Tensor):
     closed form); None when the true law is unknown."""
     from invfem.structured import CoefficientLoss
 
-    if problem.kappa_true is None or "space" not in problem.info:
+    if problem.kappa_true is None or not has_law_points(problem):
         return None
     s, _ = law_points(problem, theta)
     target = problem.kappa_true(s).detach()

@@ -103,7 +103,8 @@ class _Tracker:
         mlp = self.problem.kappa
         if hasattr(mlp, "layers"):
             points = _activation_points(self.problem, theta)
-            entry["saturation"] = saturation(mlp, hidden_activations(mlp, theta, points))
+            if points is not None:
+                entry["saturation"] = saturation(mlp, hidden_activations(mlp, theta, points))
         self.diagnostics.append(entry)
         self.pending = theta.detach().clone()
 
@@ -137,8 +138,9 @@ class _Tracker:
 
 def _activation_points(problem, theta):
     from invfem.diagnostics import law_points
+    from invfem.diagnostics.errors import has_law_points
 
-    return law_points(problem, theta)[0]
+    return law_points(problem, theta)[0] if has_law_points(problem) else None
 
 
 def run_one(study_dict: dict, label: str, seed: int, threads: int | None = None) -> dict:
@@ -248,6 +250,7 @@ def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig)
     """Everything reference 000 looks at, at the end of a run."""
     from invfem.diagnostics import (activation_histograms, eigen_profiles, kappa_error, law_points, magnitudes,
                                     network_loss, spectrum)
+    from invfem.diagnostics.errors import has_law_points
 
     h = hessian(theta)
     out = spectrum(h, study.eps)
@@ -256,7 +259,7 @@ def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig)
     mlp = problem.kappa
     if hasattr(mlp, "layers"):
         out["magnitudes"] = magnitudes(mlp, theta)
-        points = law_points(problem, theta)[0] if "space" in problem.info else None
+        points = law_points(problem, theta)[0] if has_law_points(problem) else None
         if points is not None:
             point = torch.tensor(study.activation_point if points.shape[1] == 2 else
                                  [float(points[:, 0].mean())], dtype=torch.float64, device=theta.device)

@@ -176,8 +176,10 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
             raise ConfigError(f"methods[{i}]: duplicate label {label!r}; give each entry its own label")
         seen.add(label)
         options = entry.get("options") or {}
+        if isinstance(options, str):                       # a preset name, e.g. trust-ncg's reference-001
+            options = {"preset": options}
         if not isinstance(options, dict):
-            raise ConfigError(f"methods[{label}]: options must be a mapping, got {options!r}")
+            raise ConfigError(f"methods[{label}]: options must be a mapping or a preset name, got {options!r}")
         options = {} if stages else {"maxiter": maxiter, **options}
         limit = entry.get("time_limit", time_limit)
         _time_limit(f"methods[{label}].time_limit", limit)
@@ -205,6 +207,8 @@ def _stages(i: int, entry: dict, maxiter: int) -> tuple:
             raise ConfigError(f"methods[{i}].stages[{j}]: unknown method {stage.get('method')!r}; "
                               f"valid: {sorted(METHODS)}")
         options = stage.get("options") or {}
+        if isinstance(options, str):
+            options = {"preset": options}
         if not isinstance(options, dict):
             raise ConfigError(f"methods[{i}].stages[{j}]: options must be a mapping, got {options!r}")
         out.append((stage["method"], {"maxiter": maxiter, **options}))
