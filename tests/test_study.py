@@ -147,6 +147,16 @@ def test_corrupt_record_is_named_and_rerun_and_nothing_else_is_touched(tmp_path)
     assert {p: p.stat().st_mtime_ns for p in others} == others
 
 
+def _assert_one_line_errors(tmp_path, capsys, cases: dict) -> None:
+    """``invfem compare`` on each config text exits 2 with one line holding the expected words."""
+    for expected, text in cases.items():
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err, (expected, err)
+
+
 def test_study_bad_input_one_line_errors(tmp_path, capsys):
     base = "problem: poisson_fem\nproblem_options: {n: 3}\n"
     cases = {
@@ -158,12 +168,7 @@ def test_study_bad_input_one_line_errors(tmp_path, capsys):
         "missing required key 'methods'": base,
         "unknown option 'nn' of poisson_fem": "problem: poisson_fem\nproblem_options: {nn: 3}\nmethods: [adam]\n",
     }
-    for expected, text in cases.items():
-        path = tmp_path / "bad.yaml"
-        path.write_text(text)
-        assert main(["compare", str(path)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert expected in err and "\n" not in err, (expected, err)
+    _assert_one_line_errors(tmp_path, capsys, cases)
     blocker = tmp_path / "a-file"                 # a folder cannot be made under a file (even as root)
     blocker.write_text("x")
     path = write_study(tmp_path, blocker / "out")
@@ -251,9 +256,4 @@ def test_chain_config_errors(tmp_path, capsys):
         "methods[adam+bfgs] stage bfgs: unknown option(s) ['lr']": base + "  - {stages: [adam, {method: bfgs, "
                                                                          "options: {lr: 1}}]}\n",
     }
-    for expected, text in cases.items():
-        path = tmp_path / "bad.yaml"
-        path.write_text(text)
-        assert main(["compare", str(path)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert expected in err and "\n" not in err, (expected, err)
+    _assert_one_line_errors(tmp_path, capsys, cases)
