@@ -63,13 +63,33 @@ def _interval(name, value):
     return low, high
 
 
+def fourier_features_map(n_features: int, sigma: float, seed: int):
+    """x -> [cos(2 pi B x), sin(2 pi B x)] with B ~ N(0, sigma^2) fixed (``n_features`` frequencies,
+    drawn with ``seed``): random Fourier features of a 1-D input, ``(n,) -> (n, 2 n_features)``."""
+    freqs = torch.randn(int(n_features), generator=torch.Generator().manual_seed(int(seed)),
+                        dtype=torch.float64) * float(sigma)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        z = 2 * torch.pi * x.reshape(-1, 1) * freqs.to(x.device)
+        return torch.cat([torch.cos(z), torch.sin(z)], dim=1)
+
+    return features
+
+
 def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval=(-1.1, 1.1),
-                 sampling: str = "random", widths=REFERENCE_001_WIDTHS, activation: str = "tanh",
-                 test_points: int = 10000, test_interval=(-1.0, 1.0), data_seed: int = 0, device=None) -> Problem:
+                 sampling: str = "random", widths=REFERENCE_001_WIDTHS, activation: str = "tanh", omega: float = 1.0,
+                 fourier_features: int = 0, fourier_sigma: float = 1.0, test_points: int = 10000,
+                 test_interval=(-1.0, 1.0), data_seed: int = 0, device=None) -> Problem:
     """Fit ``target`` (a name in :data:`TARGETS` or a formula in x) on ``n_points`` points of
     ``interval`` (``sampling``: ``"random"`` uniform with ``data_seed``, or ``"grid"``), with an
-    MLP of ``widths`` and ``activation`` initialised by ``seed``; test on a grid of
-    ``test_points`` in ``test_interval``."""
+    MLP of ``widths`` and ``activation`` (``"sin"`` with frequency ``omega``: SIREN-style)
+    initialised by ``seed``; test on a grid of ``test_points`` in ``test_interval``.
+
+    ``fourier_features`` > 0 feeds the network ``[cos(2 pi B x), sin(2 pi B x)]`` with
+    ``fourier_features`` frequencies B ~ N(0, ``fourier_sigma``^2) (drawn with ``data_seed``)
+    instead of x; ``widths[0]`` must then be ``2 * fourier_features``. The structured Hessian
+    still applies (the features are fixed inputs); network diagnostics of a study then see
+    the features as the network's inputs."""
     if sampling not in ("random", "grid"):
         raise ConfigError(f"sampling must be 'random' or 'grid', got {sampling!r}")
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
@@ -77,8 +97,10 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
     low, high = _interval("interval", interval)
     t_low, t_high = _interval("test_interval", test_interval)
     widths = tuple(int(w) for w in widths)
-    if widths[0] != 1 or widths[-1] != 1:
-        raise ConfigError(f"widths must start and end with 1 (a function of x), got {list(widths)}")
+    n_in = 2 * int(fourier_features) if fourier_features else 1
+    if widths[0] != n_in or widths[-1] != 1:
+        raise ConfigError(f"widths must start with {n_in} (" + ("2 x fourier_features" if fourier_features else "x")
+                          + f") and end with 1, got {list(widths)}")
     fn = target_function(target)
     if sampling == "random":
         gen = torch.Generator().manual_seed(int(data_seed))
@@ -87,16 +109,19 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
         x = torch.linspace(low, high, n_points, dtype=torch.float64)
     x_test = torch.linspace(t_low, t_high, int(test_points), dtype=torch.float64)
     x, x_test = x.to(device), x_test.to(device)
-    mlp = MLP(list(widths), activation=activation)
-    structure = CoefficientLoss(mlp, x[:, None], MeanSquaredError(fn(x)))
+    mlp = MLP(list(widths), activation=activation, omega=omega)
+    inputs = (lambda v: v[:, None]) if not fourier_features else fourier_features_map(fourier_features,
+                                                                                       fourier_sigma, data_seed)
+    structure = CoefficientLoss(mlp, inputs(x), MeanSquaredError(fn(x)))
     test = MeanSquaredError(fn(x_test))
+    kappa = mlp if not fourier_features else (lambda theta, points: mlp(theta, inputs(points[:, 0])))
 
     def test_error(theta: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(test(mlp(theta, x_test[:, None])))
+            return float(test(mlp(theta, inputs(x_test))))
 
     return Problem(name="regression", theta0=mlp.init(seed, device=device), loss=structure,
-                   kappa=mlp, kappa_true=lambda points: fn(points[:, 0]), structure=structure,
+                   kappa=kappa, kappa_true=lambda points: fn(points[:, 0]), structure=structure,
                    info={"points": x, "targets": fn(x), "test_points": x_test, "test_error": test_error,
                          "law_points": (x_test[:, None], torch.ones_like(x_test)),
                          "target": target, "kappa_input": "x", "n_points": n_points})

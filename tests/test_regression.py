@@ -44,7 +44,7 @@ def test_trust_region_fits_a_line():
 def test_regression_bad_input():
     with pytest.raises(ConfigError, match="sampling must be 'random' or 'grid'"):
         regression.make_problem(sampling="sobol")
-    with pytest.raises(ConfigError, match="widths must start and end with 1"):
+    with pytest.raises(ConfigError, match=r"widths must start with 1 \(x\) and end with 1"):
         regression.make_problem(widths=(2, 5, 1))
     with pytest.raises(ConfigError, match="interval must have low < high"):
         regression.make_problem(interval=(1, -1))
@@ -77,3 +77,40 @@ output: {tmp_path / "out"}
         assert r["kappa_error"] == pytest.approx(expected, rel=1e-12)
         assert r["diagnostics"]["points"] and "saturation" in r["diagnostics"]["points"][0]
     assert records[0]["options"]["preset"] == "reference-001" and records[1]["nit"] == 12
+
+
+@pytest.mark.parametrize("options", [{"activation": "sin"}, {"activation": "sin", "omega": 3.0},
+                                     {"fourier_features": 4, "fourier_sigma": 2.0, "widths": (8, 6, 1)}])
+def test_siren_and_fourier_feature_networks_have_exact_structured_hessians(options):
+    options = {"widths": (1, 7, 5, 1), **options}
+    p = regression.make_problem(seed=1, target="sin10", n_points=120, **options)
+    theta = p.theta0 + 0.2 * torch.randn(p.n_params, generator=torch.Generator().manual_seed(0))
+    h, generic = p.hessian(theta), hessian(p.loss, theta)
+    assert float(torch.linalg.norm(h - generic) / torch.linalg.norm(generic)) < 1e-10
+    assert symmetry_error(h) < 1e-12
+    d = torch.randn(p.n_params, generator=torch.Generator().manual_seed(5))
+    rates = taylor_test(p.loss, theta, d / d.norm(), h0=5e-3).min_rates
+    assert rates[0] > 0.95 and rates[1] > 1.95 and rates[2] > 2.95, rates
+
+
+def test_sin_network_and_its_saved_law():
+    from invfem import load_kappa, save_kappa
+    from invfem.nn import MLP
+
+    mlp = MLP([2, 5, 1], activation="sin", omega=2.5)
+    theta = mlp.init(seed=3)
+    x = torch.rand(7, 2, generator=torch.Generator().manual_seed(1))
+    w1, b1 = mlp.layers(theta)[0]
+    w2, b2 = mlp.layers(theta)[1]
+    expected = torch.sin(2.5 * (x @ w1.T + b1)) @ w2.T + b2
+    torch.testing.assert_close(mlp(theta, x), expected[:, 0], rtol=1e-14, atol=1e-14)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_kappa(Path(tmp) / "law.pt", mlp, theta, "x")
+        torch.testing.assert_close(load_kappa(path)(x), expected[:, 0], rtol=1e-14, atol=1e-14)
+    with pytest.raises(ConfigError, match="omega is the frequency of the sin activation"):
+        MLP([2, 5, 1], activation="tanh", omega=2.0)
+    with pytest.raises(ConfigError, match="omega must be a number > 0"):
+        MLP([2, 5, 1], activation="sin", omega=0)

@@ -68,8 +68,33 @@ def _exp(z):
     return e, e
 
 
+class Sine(nn.Module):
+    """``sin(omega z)`` as a torch module (SIREN's activation)."""
+
+    def __init__(self, omega: float = 1.0):
+        super().__init__()
+        self.omega = float(omega)
+
+    def forward(self, z):
+        return torch.sin(self.omega * z)
+
+
+def sine(omega: float = 1.0) -> Pointwise:
+    """``sin(omega z)`` with its derivatives ``omega cos(omega z)`` and ``-omega^2 sin(omega z)``."""
+    omega = float(omega)
+    if omega == 1.0:
+        return Pointwise(torch.sin, lambda z: (torch.cos(z), -torch.sin(z)), Sine)
+
+    def derivatives(z):
+        wz = omega * z
+        return omega * torch.cos(wz), -omega * omega * torch.sin(wz)
+
+    return Pointwise(lambda z: torch.sin(omega * z), derivatives, lambda: Sine(omega))
+
+
 ACTIVATIONS: dict[str, Pointwise] = {
     "tanh": Pointwise(torch.tanh, _tanh, nn.Tanh),
+    "sin": sine(1.0),
     "sigmoid": Pointwise(torch.sigmoid, _sigmoid, nn.Sigmoid),
     "softplus": Pointwise(nn.functional.softplus, _softplus, nn.Softplus),
     "gelu": Pointwise(nn.functional.gelu, _gelu, nn.GELU),
@@ -94,9 +119,10 @@ class MLP:
     ----------
     widths : layer widths including input and output, e.g. ``[2, 20, 20, 20, 1]`` (921 parameters).
     activation : hidden activation, one of :data:`ACTIVATIONS` (``tanh`` default, ``sigmoid``,
-        ``softplus``, ``gelu``).
+        ``softplus``, ``gelu``, ``sin``).
     positivity : output transform, ``None``/``"none"``, ``"softplus"``, ``"exp"`` or ``"square"``.
     shift : constant added after the transform (the reference uses ``N_theta(x) + 0.5``).
+    omega : frequency of the ``sin`` activation, ``sin(omega z)`` (SIREN); 1 for the others.
 
     The flat layout is layer by layer: ``W_1`` (row-major, ``widths[1] x widths[0]``), ``b_1``,
     ``W_2``, ``b_2``, ... — the order of ``torch.nn.Linear`` parameters in ``self.module``.
@@ -112,6 +138,7 @@ class MLP:
     activation: str = "tanh"
     positivity: str | None = None
     shift: float = 0.0
+    omega: float = 1.0
     module: nn.Sequential = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -120,6 +147,11 @@ class MLP:
             raise ConfigError(f"widths must list at least input and output sizes >= 1, got {self.widths}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
+        if isinstance(self.omega, bool) or not isinstance(self.omega, (int, float)) or not self.omega > 0:
+            raise ConfigError(f"omega must be a number > 0, got {self.omega!r}")
+        if self.omega != 1.0 and self.activation != "sin":
+            raise ConfigError(f"omega is the frequency of the sin activation; got omega = {self.omega} "
+                              f"with activation {self.activation!r}")
         if self.positivity not in POSITIVITY:
             raise ConfigError(f"unknown positivity {self.positivity!r}; valid: {[k for k in POSITIVITY if k]}")
         layers: list[nn.Module] = []
@@ -140,6 +172,8 @@ class MLP:
     @property
     def sigma(self) -> Pointwise:
         """The hidden activation with its derivatives."""
+        if self.activation == "sin" and self.omega != 1.0:
+            return sine(self.omega)
         return ACTIVATIONS[self.activation]
 
     @property
