@@ -94,13 +94,14 @@ def study_tables(output: Path, times) -> str:
         conv = [converged_at(r["history"]) for r in mine]
         hit = [reached(r["history"], study["loss_threshold"]) for r in mine]
         hit = [h for h in hit if h[0] is not None]
-        lines.append(f"| {label} | {_stat([r['loss'] for r in mine])} | {_stat([r.get('kappa_error') for r in mine])} | "
-                     + " | ".join(_stat([loss_at(r["history"], t) for r in mine]) for t in times) +
-                     f" | {_stat([h[0] for h in hit], '{:.0f}')} ({len(hit)}/{len(mine)}) | {_stat([h[1] for h in hit])} | "
-                     f"{_stat([c[0] for c in conv], '{:.0f}')} | {_stat([r['wall_time'] for r in mine])} |")
+        cells = [label, _stat([r["loss"] for r in mine]), _stat([r.get("kappa_error") for r in mine])]
+        cells += [_stat([loss_at(r["history"], t) for r in mine]) for t in times]
+        cells += [f"{_stat([h[0] for h in hit], '{:.0f}')} ({len(hit)}/{len(mine)})", _stat([h[1] for h in hit]),
+                  _stat([c[0] for c in conv], "{:.0f}"), _stat([r["wall_time"] for r in mine])]
+        lines.append("| " + " | ".join(cells) + " |")
         extra[label] = [network_numbers(study, r, output) for r in mine]
-    lines += ["", "| method | λ > ε·λmax | λ < −ε·λmax | network-only λ > ε·λmax | median |w| | 90% |w| | max |w| | "
-                  "saturated (all points) | saturated (at point) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| method | λ > ε·λmax | λ < −ε·λmax | network-only λ > ε·λmax | median |w| | 90% |w| | "
+                  "max |w| | saturated (all points) | saturated (at point) |", "|---|---|---|---|---|---|---|---|---|"]
     for label in labels:
         mine = [r for r in records if r["label"] == label]
         net = [r["diagnostics"]["final"].get("network_loss", {}).get("n_positive") for r in mine]

@@ -63,6 +63,7 @@ def save_kappa(path, mlp: MLP, theta: torch.Tensor, coefficient_input: str, **me
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, "widths": list(mlp.widths), "activation": mlp.activation,
                 "positivity": mlp.positivity, "shift": float(mlp.shift), "omega": float(mlp.omega),
+                "output_bias": bool(mlp.output_bias),
                 "coefficient_input": coefficient_input,
                 "theta": theta.detach().cpu().to(torch.float64), "metadata": dict(metadata)}, path)
     return path
@@ -80,7 +81,7 @@ def load_kappa(path, device=None) -> LearnedLaw:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a saved law (expected format {FORMAT!r})")
     mlp = MLP(data["widths"], activation=data["activation"], positivity=data["positivity"], shift=data["shift"],
-              omega=data.get("omega", 1.0))
+              omega=data.get("omega", 1.0), output_bias=data.get("output_bias", True))
     theta = data["theta"].to(device)
     if theta.shape != (mlp.n_params,):
         raise ShapeError(f"{path}: {theta.numel()} parameters for a network of {mlp.n_params}")

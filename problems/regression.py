@@ -78,12 +78,13 @@ def fourier_features_map(n_features: int, sigma: float, seed: int):
 
 def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval=(-1.1, 1.1),
                  sampling: str = "random", widths=REFERENCE_001_WIDTHS, activation: str = "tanh", omega: float = 1.0,
-                 fourier_features: int = 0, fourier_sigma: float = 1.0, test_points: int = 10000,
-                 test_interval=(-1.0, 1.0), data_seed: int = 0, device=None) -> Problem:
+                 fourier_features: int = 0, fourier_sigma: float = 1.0, output_bias: bool = True,
+                 test_points: int = 10000, test_interval=(-1.0, 1.0), data_seed: int = 0, device=None) -> Problem:
     """Fit ``target`` (a name in :data:`TARGETS` or a formula in x) on ``n_points`` points of
     ``interval`` (``sampling``: ``"random"`` uniform with ``data_seed``, or ``"grid"``), with an
     MLP of ``widths`` and ``activation`` (``"sin"`` with frequency ``omega``: SIREN-style)
-    initialised by ``seed``; test on a grid of ``test_points`` in ``test_interval``.
+    initialised by ``seed`` (``output_bias=False``: no bias in the output layer, as reference
+    002's networks); test on a grid of ``test_points`` in ``test_interval``.
 
     ``fourier_features`` > 0 feeds the network ``[cos(2 pi B x), sin(2 pi B x)]`` with
     ``fourier_features`` frequencies B ~ N(0, ``fourier_sigma``^2) (drawn with ``data_seed``)
@@ -109,7 +110,7 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
         x = torch.linspace(low, high, n_points, dtype=torch.float64)
     x_test = torch.linspace(t_low, t_high, int(test_points), dtype=torch.float64)
     x, x_test = x.to(device), x_test.to(device)
-    mlp = MLP(list(widths), activation=activation, omega=omega)
+    mlp = MLP(list(widths), activation=activation, omega=omega, output_bias=output_bias)
     inputs = (lambda v: v[:, None]) if not fourier_features else fourier_features_map(fourier_features,
                                                                                        fourier_sigma, data_seed)
     structure = CoefficientLoss(mlp, inputs(x), MeanSquaredError(fn(x)))

@@ -144,3 +144,33 @@ def test_closed_form_refuses_multi_output_networks():
     assert not supports_fast_hessian(mlp) and supports_fast_hessian(MLP([2, 3, 1], activation="sigmoid"))
     with pytest.raises(NotImplementedError, match="one output"):
         network_terms(mlp, mlp.init(0), torch.rand(4, 2), torch.ones(4))
+
+
+@pytest.mark.parametrize("activation,omega,output_bias", [("tanh", 1.0, False), ("sin", 2.0, True),
+                                                          ("sin", 1.0, False)])
+def test_sin_activation_and_no_output_bias_in_closed_form(activation, omega, output_bias):
+    """SIREN's sin(omega z) and reference 002's output layer without bias: J, the weighted
+    Hessian, the input derivatives and the streamed J against torch.func."""
+    from invfem.nn.hessian import network_terms
+
+    mlp = MLP([2, 5, 4, 1], activation=activation, omega=omega, output_bias=output_bias)
+    assert mlp.n_params == 15 + 24 + 4 + (1 if output_bias else 0)
+    theta = mlp.init(3) + 0.2 * torch.randn(mlp.n_params)
+    x, g, w = torch.rand(31, 2), torch.randn(31), torch.rand(31)
+    terms = network_terms(mlp, theta, x, g, w, input_derivatives=True, chunk=9)
+    jac = torch.func.jacrev(lambda t: mlp(t, x))(theta)
+    torch.testing.assert_close(terms.jac, jac, rtol=1e-12, atol=1e-13)
+    ref = torch.func.hessian(lambda t: (g * mlp(t, x)).sum())(theta) + jac.T @ (w[:, None] * jac)
+    assert float((terms.hessian - ref).abs().max()) < 1e-12 * float(ref.abs().max())
+    assert float((terms.hessian - terms.hessian.T).abs().max()) == 0.0
+    kx = torch.func.vmap(torch.func.jacrev(lambda xq: mlp(theta, xq[None])[0]))(x)
+    torch.testing.assert_close(terms.kappa_x, kx, rtol=1e-12, atol=1e-12)
+    assert terms.mixed.shape == (31, mlp.n_params, 2)
+    seen = torch.zeros(31, mlp.n_params)
+
+    def on_chunk(sl, rows, mixed):
+        seen[sl] = rows
+
+    streamed = network_terms(mlp, theta, x, g, w, chunk=9, on_chunk=on_chunk, store=False)
+    torch.testing.assert_close(seen, terms.jac, rtol=0, atol=0)
+    torch.testing.assert_close(streamed.hessian, terms.hessian, rtol=0, atol=0)

@@ -80,6 +80,7 @@ output: {tmp_path / "out"}
 
 
 @pytest.mark.parametrize("options", [{"activation": "sin"}, {"activation": "sin", "omega": 3.0},
+                                     {"output_bias": False}, {"activation": "sin", "output_bias": False},
                                      {"fourier_features": 4, "fourier_sigma": 2.0, "widths": (8, 6, 1)}])
 def test_siren_and_fourier_feature_networks_have_exact_structured_hessians(options):
     options = {"widths": (1, 7, 5, 1), **options}

@@ -258,7 +258,8 @@ def _network(output, records, colors, labels, names):
             ax = fig.add_subplot(1, 2, i + 1)
             for r in with_acts:
                 acts = r["diagnostics"]["final"]["activations"]
-                counts = np.sum([h["counts"] for h in acts[key]], axis=0) if len({len(h["counts"]) for h in acts[key]}) == 1 \
+                same_bins = len({len(h["counts"]) for h in acts[key]}) == 1
+                counts = np.sum([h["counts"] for h in acts[key]], axis=0) if same_bins \
                     else np.array(acts[key][0]["counts"])
                 edges = np.array(acts[key][0]["edges"])
                 ax.stairs(counts / max(counts.sum(), 1), edges, color=colors[r["label"]])

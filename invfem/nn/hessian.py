@@ -84,6 +84,17 @@ def network_terms(mlp: MLP, theta: torch.Tensor, points: torch.Tensor, g: torch.
     if not supports_fast_hessian(mlp):
         raise NotImplementedError(f"the closed-form network Hessian needs an invfem MLP with one output, got {mlp}")
     theta = theta.detach()
+    if not mlp.output_bias:
+        # no output bias = an output bias held at 0: the closed form of that network, with the
+        # bias's row and column (the last entry of the flat layout) dropped
+        p = theta.shape[0]
+        consume = None if on_chunk is None else (lambda sl, jac_rows, mixed_rows: on_chunk(
+            sl, jac_rows[:, :p], None if mixed_rows is None else mixed_rows[:, :p]))
+        t = network_terms(mlp.with_output_bias(), torch.cat([theta, theta.new_zeros(mlp.widths[-1])]), points, g, w,
+                          input_derivatives=input_derivatives, chunk=chunk, on_chunk=consume, store=store)
+        cut = lambda a, rows: None if a is None else (a[:p, :p].contiguous() if rows else a[:, :p].contiguous())
+        return NetworkTerms(t.kappa, cut(t.jac, False), cut(t.hessian, True), t.kappa_x, cut(t.mixed, False),
+                            t.input_hessian)
     if points.ndim == 1 and mlp.widths[0] == 1:
         points = points.unsqueeze(-1)
     if points.ndim != 2 or points.shape[1] != mlp.widths[0]:

@@ -123,6 +123,8 @@ class MLP:
     positivity : output transform, ``None``/``"none"``, ``"softplus"``, ``"exp"`` or ``"square"``.
     shift : constant added after the transform (the reference uses ``N_theta(x) + 0.5``).
     omega : frequency of the ``sin`` activation, ``sin(omega z)`` (SIREN); 1 for the others.
+    output_bias : whether the output layer has a bias (reference 002's networks have none:
+        then ``theta`` ends with ``W_L`` and :meth:`layers` gives a zero ``b_L``).
 
     The flat layout is layer by layer: ``W_1`` (row-major, ``widths[1] x widths[0]``), ``b_1``,
     ``W_2``, ``b_2``, ... — the order of ``torch.nn.Linear`` parameters in ``self.module``.
@@ -139,6 +141,7 @@ class MLP:
     positivity: str | None = None
     shift: float = 0.0
     omega: float = 1.0
+    output_bias: bool = True
     module: nn.Sequential = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -155,8 +158,11 @@ class MLP:
         if self.positivity not in POSITIVITY:
             raise ConfigError(f"unknown positivity {self.positivity!r}; valid: {[k for k in POSITIVITY if k]}")
         layers: list[nn.Module] = []
+        if not isinstance(self.output_bias, bool):
+            raise ConfigError(f"output_bias must be true or false, got {self.output_bias!r}")
+        n_layers = len(self.widths) - 1
         for i, (a, b) in enumerate(zip(self.widths[:-1], self.widths[1:])):
-            layers.append(nn.Linear(a, b, dtype=torch.float64))
+            layers.append(nn.Linear(a, b, bias=self.output_bias or i < n_layers - 1, dtype=torch.float64))
             if i < len(self.widths) - 2:
                 layers.append(self.sigma.module())
         self.module = nn.Sequential(*layers).requires_grad_(False)
@@ -205,7 +211,16 @@ class MLP:
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``[(W_1, b_1), (W_2, b_2), ...]`` as views of ``theta``."""
         views = list(self.unflatten(theta).values())
+        if not self.output_bias:
+            views.append(theta.new_zeros(self.widths[-1]))
         return list(zip(views[0::2], views[1::2]))
+
+    def with_output_bias(self) -> "MLP":
+        """The same network with an output bias (``self`` if it has one): ``self(theta, x)``
+        equals ``with_output_bias()(cat(theta, 0), x)``."""
+        if self.output_bias:
+            return self
+        return MLP(list(self.widths), self.activation, self.positivity, self.shift, self.omega, True)
 
     def flatten(self, params: dict[str, torch.Tensor] | nn.Module) -> torch.Tensor:
         """Flat parameter vector from named parameters or a module shaped like ``self.module``."""
