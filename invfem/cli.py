@@ -40,13 +40,18 @@ def main(argv=None) -> int:
 
             run_experiment(load_config(args.config, output=args.output, seeds=args.seeds), progress=not args.quiet)
         elif args.command == "compare":
-            from invfem.experiment import compare, load_study
+            from invfem.experiment import compare, load_studies
 
             if args.workers is not None and args.workers < 1:
                 raise InvfemError(f"--workers must be >= 1, got {args.workers}")
-            records = compare(load_study(args.config, output=args.output, seeds=args.seeds, maxiter=args.maxiter,
-                                         time_limit=args.time_limit), workers=args.workers,
-                              scheduler=args.scheduler, executor=args.executor, quiet=args.quiet)
+            studies = load_studies(args.config, output=args.output, seeds=args.seeds, maxiter=args.maxiter,
+                                   time_limit=args.time_limit)       # every variant checked before any run
+            records = []
+            for name, study in studies:
+                if name is not None and not args.quiet:
+                    print(f"variant {name}: {study.output}")
+                records += compare(study, workers=args.workers, scheduler=args.scheduler, executor=args.executor,
+                                   quiet=args.quiet)
             failed = [f"{r['label']}-seed{r['seed']}" for r in records if r.get("failed")]
             if failed:
                 print(f"invfem: {len(failed)} of {len(records)} runs failed ({', '.join(failed)}; their record.json "

@@ -257,3 +257,51 @@ def test_chain_config_errors(tmp_path, capsys):
                                                                          "options: {lr: 1}}]}\n",
     }
     _assert_one_line_errors(tmp_path, capsys, cases)
+
+
+def test_variants_are_studies_of_their_own_and_stop_loss_ends_a_run(tmp_path, capsys):
+    config = tmp_path / "variants.yaml"
+    config.write_text(f"""
+problem: regression
+problem_options: {{n_points: 60, widths: [1, 6, 6, 1], test_points: 50}}
+variants:
+  line: {{target: linear}}
+  wave: {{target: sin5}}
+seeds: [0]
+maxiter: 60
+stop_loss: 1.0e-3
+diagnostics_every: 0
+methods:
+  - trust-exact
+  - {{label: adam-then-tr, stages: [{{method: adam, options: {{maxiter: 3}}}}, trust-exact]}}
+output: {tmp_path / "out"}
+""")
+    assert main(["compare", str(config), "--quiet"]) == 0
+    for name, target in (("line", "linear"), ("wave", "sin5")):
+        rows = summary(tmp_path / "out" / name)
+        assert [r["method"] for r in rows] == ["trust-exact", "adam-then-tr"]
+        study = json.loads((tmp_path / "out" / name / "study.json").read_text())
+        assert study["problem_options"] == {"n_points": 60, "widths": [1, 6, 6, 1], "test_points": 50, "target": target}
+        for r in rows:
+            record = json.loads((tmp_path / "out" / name / "runs" / f"{r['method']}-seed0" / "record.json").read_text())
+            if float(r["loss"]) <= 1e-3 and int(r["nit"]) < 60 + 3:
+                assert "stop_loss" in record["message"] and record["history"][-2]["f"] > 1e-3
+    line = json.loads((tmp_path / "out" / "line" / "runs" / "trust-exact-seed0" / "record.json").read_text())
+    assert "stop_loss 0.001 reached" in line["message"] and line["loss"] <= 1e-3 and line["nit"] < 60
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text().replace("wave: {target: sin5}", "wave: {taget: sin5}")
+                   .replace(str(tmp_path / "out"), str(tmp_path / "bad-out")))
+    assert main(["compare", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "variants[wave]" in err and "taget" in err and "\n" not in err
+    assert not (tmp_path / "bad-out").exists()                    # every variant checked before any run
+
+
+def test_every_shipped_study_config_validates():
+    from invfem.experiment import load_studies
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("study_*.yaml"))
+    assert len(configs) >= 7
+    for path in configs:
+        studies = load_studies(path)
+        assert studies and all(study.runs() for _, study in studies), path

@@ -88,6 +88,7 @@ class _Tracker:
         self.problem, self.hessian, self.study, self.folder = problem, hessian, study, folder
         self.diagnostics, self.pending, self.time_limit = diagnostics, pending, time_limit
         self.stopped_by_time = False
+        self.reached_stop_loss = False
         self._last_progress = 0.0
 
     def point(self, k: int, theta: torch.Tensor) -> None:
@@ -132,6 +133,9 @@ class _Tracker:
             self.point(k, x)
         if self.time_limit is not None and state["time"] >= self.time_limit:
             self.stopped_by_time = True
+            return True
+        if self.study.stop_loss is not None and state["f"] <= self.study.stop_loss:
+            self.reached_stop_loss = True
             return True
         return False
 
@@ -224,6 +228,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     message = result.message
     if tracker.stopped_by_time:
         message = f"wall-time limit of {spec.time_limit:g} s reached"
+    elif tracker.reached_stop_loss:
+        message = f"loss <= stop_loss {study.stop_loss:g} reached"
     record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
               "problem": study.problem, "problem_options": study.problem_options, "fingerprint": fingerprint,
               "status": int(result.status),

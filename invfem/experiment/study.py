@@ -53,7 +53,8 @@ class StudyConfig:
     ``maxiter``, ``time_limit``: the default budget of every run; ``checkpoint_every``
     (iterations) and ``checkpoint_seconds``: how often a run saves its state;
     ``diagnostics_every``: every so many iterations the exact Hessian's spectrum, the step
-    angles, kappa's error and the saturation are recorded (0: only at the end); ``eps``: the
+    angles, kappa's error and the saturation are recorded (0: only at the end); ``stop_loss``:
+    a run stops once its loss is at or below it (reference 001: 1e-6); ``eps``: the
     sign-count threshold (eps lambda_max); ``loss_threshold``: for the time-to-threshold
     column of the report; ``activation_point``: where activation histograms are taken;
     ``executor``: ``serial``, ``processes`` (joblib, ``workers``) or ``dask``
@@ -73,6 +74,7 @@ class StudyConfig:
     diagnostics_every: int = 100
     eps: float = 1e-6
     loss_threshold: float = 1e-6
+    stop_loss: float | None = None
     activation_point: tuple = (0.5, 0.5)
     executor: str = "serial"
     workers: int = 1
@@ -101,6 +103,9 @@ class StudyConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
         _time_limit("time_limit", self.time_limit)
+        if self.stop_loss is not None and (isinstance(self.stop_loss, bool)
+                                           or not isinstance(self.stop_loss, (int, float))):
+            raise ConfigError(f"stop_loss must be a number or null, got {self.stop_loss!r}")
         if self.executor not in ("serial", "processes", "dask"):
             raise ConfigError(f"executor must be one of ['dask', 'processes', 'serial'], got {self.executor!r}")
         if self.threads_per_run is not None and (not _is_int(self.threads_per_run) or self.threads_per_run < 1):
@@ -215,10 +220,41 @@ def _stages(i: int, entry: dict, maxiter: int) -> tuple:
     return tuple(out)
 
 
-def load_study(path, **overrides) -> StudyConfig:
-    """Read a study YAML; keyword ``overrides`` (not None) replace top-level keys."""
+def load_studies(path, **overrides) -> list[tuple[str | None, StudyConfig]]:
+    """The studies of a YAML file: one ``(None, study)``, or with ``variants:`` (a mapping of
+    name -> problem options merged over ``problem_options``) one ``(name, study)`` per variant,
+    each writing to ``OUTPUT/<name>`` — e.g. one target per variant for reference 001. Every
+    variant is checked before any runs."""
     path = Path(path)
     data = read_yaml(path)
+    variants = data.pop("variants", None)
+    if variants is None:
+        return [(None, load_study(path, **overrides))]
+    if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError(f"{path}: variants must map names to problem options, e.g. {{sin5: {{target: sin5}}}}; "
+                          f"got {variants!r}")
+    base = dict(data.get("problem_options") or {})
+    output = overrides.get("output") or data.get("output", "results/study")
+    out = []
+    for name, options in variants.items():
+        if not isinstance(name, str) or not name or any(c in name for c in "/\\ ") or name.startswith("."):
+            raise ConfigError(f"{path}: variant name {name!r} must be a non-empty name without spaces or slashes")
+        try:
+            study = load_study(path, _data={**data, "problem_options": {**base, **options}},
+                               **{**overrides, "output": str(Path(output) / name)})
+        except ConfigError as exc:
+            raise ConfigError(f"variants[{name}]: {exc}") from None
+        out.append((name, study))
+    return out
+
+
+def load_study(path, _data: dict | None = None, **overrides) -> StudyConfig:
+    """Read a study YAML; keyword ``overrides`` (not None) replace top-level keys. A file with
+    ``variants:`` holds several studies: read it with :func:`load_studies`."""
+    path = Path(path)
+    data = dict(read_yaml(path) if _data is None else _data)
+    if "variants" in data:
+        raise ConfigError(f"{path}: has variants (several studies): use load_studies, or invfem compare")
     data.update({k: v for k, v in overrides.items() if v is not None})
     _resolve_inputs(data, path.parent)
     valid = {f.name for f in fields(StudyConfig)}

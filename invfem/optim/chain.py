@@ -5,7 +5,8 @@ runs each stage with :func:`invfem.optim.minimize` from the previous stage's las
 returns ONE result: the histories joined (iterations and wall time continue across stages;
 each later stage's entry 0, the previous stage's end, is not repeated), the evaluation
 counters summed, the last stage's status, and ``stages`` — one summary per stage. A stage
-stops on its own budget or criteria; the chain always goes on to the next stage.
+stops on its own budget or criteria and the chain goes on to the next stage — unless the
+callback stopped it (status 2): then the chain stops.
 
 Checkpoints name the stage and carry the finished stages' histories, so a chain resumes
 inside the stage it was in, exactly where that stage's method resumes exactly.
@@ -83,6 +84,8 @@ def minimize_chain(fun, x0, stages, hess=None, hessp=None, bounds=None, callback
                      "njev": int(result.njev), "nhev": int(result.nhev), "history": history,
                      "x_end": result.x.detach().clone()})
         x = result.x
+        if result.status == 2:              # the callback stopped the run: the chain stops with it
+            break
     history = list(done[0]["history"])
     for d in done[1:]:
         history += d["history"][1:]
