@@ -115,3 +115,24 @@ def test_sin_network_and_its_saved_law():
         MLP([2, 5, 1], activation="tanh", omega=2.0)
     with pytest.raises(ConfigError, match="omega must be a number > 0"):
         MLP([2, 5, 1], activation="sin", omega=0)
+
+
+def test_a_study_of_a_fourier_feature_network_runs(tmp_path):
+    """The law behind fixed features is not an MLP of x: the network-only diagnostics are skipped,
+    the rest is recorded (this once failed every run of the Fourier variant)."""
+    from invfem.experiment import compare, load_study
+
+    config = tmp_path / "study.yaml"
+    config.write_text(f"""
+problem: regression
+problem_options: {{target: "sin(pi*x)", n_points: 40, widths: [8, 5, 1], fourier_features: 4, output_bias: false,
+                  test_points: 30}}
+seeds: [0]
+maxiter: 4
+diagnostics_every: 2
+methods: [trust-exact]
+output: {tmp_path / "out"}
+""")
+    record = compare(load_study(config), quiet=True)[0]
+    assert not record.get("failed") and record["nit"] == 4 and record["kappa_error"] > 0
+    assert "network_loss" not in record["diagnostics"]["final"]

@@ -60,9 +60,10 @@ def gradient_split(loss, mlp: MLP, theta: torch.Tensor) -> dict:
     return {"inner": float(torch.linalg.norm(inner_part)), "outer": float(torch.linalg.norm(g[outer]))}
 
 
-def trivial_verdict(loss, mlp: MLP, theta: torch.Tensor, points: torch.Tensor, target: torch.Tensor,
+def trivial_verdict(loss, mlp, theta: torch.Tensor, points: torch.Tensor, target: torch.Tensor,
                     hessian: torch.Tensor, gtol: float = 1e-6, output_tol: float = 1e-3, eps: float = 1e-6) -> dict:
-    """Whether ``theta`` is reference 002's trivial solution: ``stationary`` (||g|| <= gtol),
+    """Whether ``theta`` is reference 002's trivial solution (``mlp``: the network, or any
+    ``(theta, points) -> output`` callable): ``stationary`` (||g|| <= gtol),
     the output ~ 0 (``||f|| / ||y|| <= output_tol`` on ``points``) and ``saddle`` (lambda_min
     < -eps lambda_max of ``hessian``). Returns those, the numbers behind them and ``trivial``
     (all three)."""

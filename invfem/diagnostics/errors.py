@@ -43,10 +43,12 @@ def law_points(problem, theta: torch.Tensor):
 def network_loss(problem, theta: torch.Tensor):
     """Reference 000's network-only loss l(theta') = sum_q (kappa_theta'(x_q) - kappa_true(x_q))^2 over
     the points of :func:`law_points` (fixed at ``theta``), as a structured loss (exact Hessian in
-    closed form); None when the true law is unknown."""
+    closed form); None when the true law is unknown or the law is not an invfem MLP with one
+    output (e.g. a network behind fixed input features)."""
+    from invfem.nn.hessian import supports_fast_hessian
     from invfem.structured import CoefficientLoss
 
-    if problem.kappa_true is None or not has_law_points(problem):
+    if problem.kappa_true is None or not has_law_points(problem) or not supports_fast_hessian(problem.kappa):
         return None
     s, _ = law_points(problem, theta)
     target = problem.kappa_true(s).detach()

@@ -19,5 +19,5 @@ def compare(config, **kwargs):
     return {name: _compare(study, **kwargs) for name, study in studies}
 
 
-__all__ = ["ExperimentConfig", "StudyConfig", "compare", "load_config", "load_problem", "load_studies", "load_study", "run_experiment",
-           "write_report"]
+__all__ = ["ExperimentConfig", "StudyConfig", "compare", "load_config", "load_problem", "load_studies", "load_study",
+           "run_experiment", "write_report"]
