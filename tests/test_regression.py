@@ -22,17 +22,22 @@ def test_reference_001_network_and_loss():
     assert p.info["test_error"](p.theta0) > 0
 
 
+def _assert_exact_hessian_and_taylor_rates(p, theta, direction_seed, h0):
+    """The structured Hessian equals the generic one (1e-10), is symmetric, and the loss has Taylor rates 1, 2, 3."""
+    h, generic = p.hessian(theta), hessian(p.loss, theta)
+    assert float(torch.linalg.norm(h - generic) / torch.linalg.norm(generic)) < 1e-10
+    assert symmetry_error(h) < 1e-12
+    d = torch.randn(p.n_params, generator=torch.Generator().manual_seed(direction_seed))
+    rates = taylor_test(p.loss, theta, d / d.norm(), h0=h0).min_rates
+    assert rates[0] > 0.95 and rates[1] > 1.95 and rates[2] > 2.95, rates
+
+
 @pytest.mark.parametrize("target,sampling", [("quadratic", "random"), ("exp", "grid"), ("sin10", "random"),
                                              ("1 + x^3", "grid")])
 def test_structured_hessian_equals_generic_and_taylor_rates(target, sampling):
     p = regression.make_problem(seed=2, target=target, n_points=150, sampling=sampling, widths=(1, 7, 5, 1))
     theta = p.theta0 + 0.3 * torch.randn(p.n_params, generator=torch.Generator().manual_seed(3))
-    h, generic = p.hessian(theta), hessian(p.loss, theta)
-    assert float(torch.linalg.norm(h - generic) / torch.linalg.norm(generic)) < 1e-10
-    assert symmetry_error(h) < 1e-12
-    d = torch.randn(p.n_params, generator=torch.Generator().manual_seed(4))
-    rates = taylor_test(p.loss, theta, d / d.norm(), h0=2e-2).min_rates
-    assert rates[0] > 0.95 and rates[1] > 1.95 and rates[2] > 2.95, rates
+    _assert_exact_hessian_and_taylor_rates(p, theta, direction_seed=4, h0=2e-2)
 
 
 def test_trust_region_fits_a_line():
@@ -86,12 +91,7 @@ def test_siren_and_fourier_feature_networks_have_exact_structured_hessians(optio
     options = {"widths": (1, 7, 5, 1), **options}
     p = regression.make_problem(seed=1, target="sin10", n_points=120, **options)
     theta = p.theta0 + 0.2 * torch.randn(p.n_params, generator=torch.Generator().manual_seed(0))
-    h, generic = p.hessian(theta), hessian(p.loss, theta)
-    assert float(torch.linalg.norm(h - generic) / torch.linalg.norm(generic)) < 1e-10
-    assert symmetry_error(h) < 1e-12
-    d = torch.randn(p.n_params, generator=torch.Generator().manual_seed(5))
-    rates = taylor_test(p.loss, theta, d / d.norm(), h0=5e-3).min_rates
-    assert rates[0] > 0.95 and rates[1] > 1.95 and rates[2] > 2.95, rates
+    _assert_exact_hessian_and_taylor_rates(p, theta, direction_seed=5, h0=5e-3)
 
 
 def test_sin_network_and_its_saved_law():

@@ -254,9 +254,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
 
 def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig) -> dict:
     """Everything reference 000 looks at, at the end of a run."""
-    from invfem.diagnostics import (activation_histograms, eigen_profiles, kappa_error, law_points, magnitudes,
-                                    network_loss, spectrum)
-    from invfem.diagnostics.errors import has_law_points
+    from invfem.diagnostics import (activation_histograms, eigen_profiles, kappa_error, magnitudes, network_loss,
+                                    spectrum)
 
     h = hessian(theta)
     out = spectrum(h, study.eps)
@@ -265,7 +264,7 @@ def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig)
     mlp = problem.kappa
     if hasattr(mlp, "layers"):
         out["magnitudes"] = magnitudes(mlp, theta)
-        points = law_points(problem, theta)[0] if has_law_points(problem) else None
+        points = _activation_points(problem, theta)
         if points is not None:
             point = torch.tensor(study.activation_point if points.shape[1] == 2 else
                                  [float(points[:, 0].mean())], dtype=torch.float64, device=theta.device)

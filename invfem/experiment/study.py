@@ -180,16 +180,22 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
         if label in seen:
             raise ConfigError(f"methods[{i}]: duplicate label {label!r}; give each entry its own label")
         seen.add(label)
-        options = entry.get("options") or {}
-        if isinstance(options, str):                       # a preset name, e.g. trust-ncg's reference-001
-            options = {"preset": options}
-        if not isinstance(options, dict):
-            raise ConfigError(f"methods[{label}]: options must be a mapping or a preset name, got {options!r}")
+        options = _options(f"methods[{label}]", entry.get("options"))
         options = {} if stages else {"maxiter": maxiter, **options}
         limit = entry.get("time_limit", time_limit)
         _time_limit(f"methods[{label}].time_limit", limit)
         specs.append(MethodSpec(label, method, options, None if limit is None else float(limit), stages))
     return specs
+
+
+def _options(where: str, options) -> dict:
+    """A method's options: a mapping, or a preset name (e.g. trust-ncg's reference-001)."""
+    options = options or {}
+    if isinstance(options, str):
+        options = {"preset": options}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: options must be a mapping or a preset name, got {options!r}")
+    return options
 
 
 def _stages(i: int, entry: dict, maxiter: int) -> tuple:
@@ -211,11 +217,7 @@ def _stages(i: int, entry: dict, maxiter: int) -> tuple:
         if stage.get("method") not in METHODS:
             raise ConfigError(f"methods[{i}].stages[{j}]: unknown method {stage.get('method')!r}; "
                               f"valid: {sorted(METHODS)}")
-        options = stage.get("options") or {}
-        if isinstance(options, str):
-            options = {"preset": options}
-        if not isinstance(options, dict):
-            raise ConfigError(f"methods[{i}].stages[{j}]: options must be a mapping, got {options!r}")
+        options = _options(f"methods[{i}].stages[{j}]", stage.get("options"))
         out.append((stage["method"], {"maxiter": maxiter, **options}))
     return tuple(out)
 
