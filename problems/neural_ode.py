@@ -57,11 +57,11 @@ def make_problem(seed: int = 0, *, n_samples: int = 30, t_end: float = 1.5, subs
         observed = rk4(lambda u: (u ** 3) @ a, u0, times, data_substeps)
     mlp = MLP([2, hidden, 2])
 
-    def field(theta, u):
-        return mlp(theta, (u ** 3)[None])[0]
-
     def trajectory(theta):
-        return rk4(lambda u: field(theta, u), u0, times, substeps)
+        # The network's layers are sliced out of theta once, not at each of the RK4 stages.
+        (w1, b1), (w2, b2) = mlp.layers(theta)
+        w1t, w2t = w1.T, w2.T
+        return rk4(lambda u: torch.tanh((u ** 3) @ w1t + b1) @ w2t + b2, u0, times, substeps)
 
     def loss(theta):
         return torch.mean((trajectory(theta) - observed) ** 2)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from invfem.derivatives import hessian, hvp, symmetry_error, taylor_test, value_and_grad
@@ -67,3 +68,28 @@ def test_value_and_grad_plain_and_inside_transforms():
     torch.testing.assert_close(h_rows, torch.autograd.functional.hessian(rosen, x))
     batched = torch.func.vmap(lambda z: value_and_grad(rosen, z)[1])(torch.stack([x, 2 * x]))
     torch.testing.assert_close(batched[1], torch.func.grad(rosen)(2 * x))
+
+
+@pytest.mark.parametrize("name, options", [
+    ("poisson_fem", {"n": 4}),                       # sparse_solve's custom Function, differentiated twice
+    ("poisson_nonlinear_fem", {"n": 4}),             # Newton's state through its chord steps
+    ("heat_fem", {"n": 4, "n_steps": 3}),
+    ("neural_ode", {"n_samples": 5}),
+])
+def test_hvp_reverse_over_reverse_equals_forward_over_reverse(name, options):
+    """On plain tensors :func:`hvp` differentiates the gradient again with torch.autograd; it must
+    equal the forward-over-reverse product (the path it takes inside transforms) and the Hessian."""
+    from invfem.experiment import load_problem
+    problem = load_problem(name, seed=0, **options)
+    theta = problem.theta0
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    fast = hvp(problem.loss, theta, v)
+    assert not fast.requires_grad
+    reference = torch.func.jvp(torch.func.grad(problem.loss), (theta,), (v,))[1]
+    assert float((fast - reference).norm() / reference.norm()) < 1e-12
+    assert float((fast - hessian(problem.loss, theta) @ v).norm() / reference.norm()) < 1e-12
+
+
+def test_hvp_of_a_function_linear_in_theta_is_zero():
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    assert torch.equal(hvp(lambda t: t.sum(), x, torch.ones(2, dtype=torch.float64)), torch.zeros(2, dtype=torch.float64))
