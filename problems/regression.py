@@ -124,5 +124,5 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
     return Problem(name="regression", theta0=mlp.init(seed, device=device), loss=structure,
                    kappa=kappa, kappa_true=lambda points: fn(points[:, 0]), structure=structure,
                    info={"points": x, "targets": fn(x), "test_points": x_test, "test_error": test_error,
-                         "law_points": (x_test[:, None], torch.ones_like(x_test)),
+                         "law_points": (x_test[:, None], torch.ones_like(x_test)), "mlp": mlp, "inputs": inputs,
                          "target": target, "kappa_input": "x", "n_points": n_points})

@@ -92,4 +92,5 @@ def test_hvp_reverse_over_reverse_equals_forward_over_reverse(name, options):
 
 def test_hvp_of_a_function_linear_in_theta_is_zero():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64)
-    assert torch.equal(hvp(lambda t: t.sum(), x, torch.ones(2, dtype=torch.float64)), torch.zeros(2, dtype=torch.float64))
+    zero = torch.zeros(2, dtype=torch.float64)
+    assert torch.equal(hvp(lambda t: t.sum(), x, torch.ones(2, dtype=torch.float64)), zero)

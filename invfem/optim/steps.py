@@ -7,6 +7,7 @@ first-order measure the loop compares with gtol) and ``step(radius) -> Step``.  
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -117,7 +118,11 @@ class NewtonModel:
             self.negative = None
             M = H + mu * np.eye(n)
             try:
-                direction = -scipy.linalg.solve(M, g, assume_a="sym", check_finite=False)
+                # an ill-conditioned M is what (damped) Newton meets near a saddle: its step is the
+                # method's, not an error, and a warning at every such iterate would bury the log
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+                    direction = -scipy.linalg.solve(M, g, assume_a="sym", check_finite=False)
                 if not np.all(np.isfinite(direction)):
                     raise np.linalg.LinAlgError
             except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
