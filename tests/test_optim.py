@@ -500,7 +500,7 @@ def test_callback_and_checkpoint_time_is_not_the_methods_time(method):
 
 def test_a_chain_of_methods_is_one_run_that_resumes_inside_its_stage():
     """adam then trust-exact: the same iterates as two calls, one joined history (iterations
-    and time continue), counters summed; resumed in the middle of stage 2 it ends identically."""
+    and time continue), counters summed; resumed in the middle of either stage it ends identically."""
     import copy
 
     from invfem.errors import ConfigError as Bad
@@ -523,6 +523,17 @@ def test_a_chain_of_methods_is_one_run_that_resumes_inside_its_stage():
                    checkpoint=Checkpoint(lambda s: saved.append(copy.deepcopy(s)), every=5))
     assert saved[-1]["stage"] == 1 and saved[-1]["inner"]["iteration"] == 10
     resumed = minimize_chain(fun, x0, stages, resume=saved[-1])
+    torch.testing.assert_close(resumed.x, chain.x, rtol=0, atol=1e-12)
+    assert [h["f"] for h in resumed.history] == [h["f"] for h in chain.history]
+    # resumed in the middle of stage 1 (Adam's moments and step restored), it ends identically too
+    in_adam = next(s for s in saved if s["stage"] == 0 and s["inner"]["iteration"] == 15)
+    calls = []
+    counted = lambda x: calls.append(1) or fun(x)
+    minimize_chain(counted, x0, stages)
+    from_start = len(calls)
+    calls.clear()
+    resumed = minimize_chain(counted, x0, stages, resume=in_adam)
+    assert len(calls) == from_start - 16     # the gradients at x0 and at Adam's first 15 iterates: not redone
     torch.testing.assert_close(resumed.x, chain.x, rtol=0, atol=1e-12)
     assert [h["f"] for h in resumed.history] == [h["f"] for h in chain.history]
     with pytest.raises(Bad, match="cannot resume"):
