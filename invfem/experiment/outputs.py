@@ -133,6 +133,9 @@ def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=N
             ax.set_aspect("equal")
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.tight_layout()
+        # fixed margins: tight_layout would draw the figure once more just to measure it
+        fig.subplots_adjust(left=0.02, right=0.97, bottom=0.03, top=0.9, wspace=0.12)
+    if kind == "u":
+        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.96)
     fig.savefig(path, dpi=110)
     return path
