@@ -58,15 +58,25 @@ def hvp(f: Loss, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         raise ShapeError(f"direction shape {tuple(v.shape)} differs from theta shape {tuple(theta.shape)}")
     if v.dtype != theta.dtype:
         raise ShapeError(f"direction dtype {v.dtype} differs from theta dtype {theta.dtype}")
+    forward_over_reverse = lambda: jvp(grad(f), (theta,), (v,))[1]
     if retrieve_all_functorch_interpreters() or v.requires_grad or theta.requires_grad:
-        return jvp(grad(f), (theta,), (v,))[1]
+        return forward_over_reverse()
     x = theta.detach().requires_grad_(True)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(f(x), x, create_graph=True)
-        if not g.requires_grad:                 # f is linear in theta: its Hessian is zero
-            return torch.zeros_like(theta)
-        (hv,) = torch.autograd.grad(g, x, grad_outputs=v, allow_unused=True)
-    return torch.zeros_like(theta) if hv is None else hv.detach()
+        hv = torch.autograd.grad(g, x, grad_outputs=v, allow_unused=True)[0] if g.requires_grad else None
+    if hv is None:
+        # the gradient carries no graph: f is linear in theta, or a custom autograd Function's
+        # backward is not itself differentiable (numpy inside). Only forward-over-reverse can
+        # tell the two apart — it gives the zero Hessian, or raises for the Function without
+        # a forward-mode rule — so never return zeros on a guess.
+        try:
+            return forward_over_reverse()
+        except RuntimeError as exc:
+            raise RuntimeError("hvp: the gradient of the loss is not differentiable by autograd (a custom "
+                               "autograd Function whose backward leaves torch?) and forward mode failed too: "
+                               f"{str(exc).splitlines()[0][:200]}") from exc
+    return hv.detach()
 
 
 def hessian(f: Loss, theta: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:

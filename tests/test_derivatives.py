@@ -94,3 +94,30 @@ def test_hvp_of_a_function_linear_in_theta_is_zero():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64)
     zero = torch.zeros(2, dtype=torch.float64)
     assert torch.equal(hvp(lambda t: t.sum(), x, torch.ones(2, dtype=torch.float64)), zero)
+
+
+def test_hvp_never_returns_zeros_for_a_backward_that_is_not_differentiable():
+    """A custom Function whose backward runs outside autograd (numpy) gives a gradient without a
+    graph: hvp must not mistake that for a linear function and return zeros."""
+
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x ** 3
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (x,) = ctx.saved_tensors
+            return torch.from_numpy(3 * x.detach().numpy() ** 2) * grad_out.detach()
+
+        @staticmethod
+        def jvp(ctx, x_dot):
+            return None
+
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="not differentiable by autograd"):   # an error, not a silent zero
+        hvp(lambda t: Cube.apply(t).sum(), x, torch.ones(2, dtype=torch.float64))
