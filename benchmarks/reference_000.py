@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from invfem.diagnostics import hidden_activations, saturation
+from invfem.experiment.records import run_dir
 from invfem.experiment.report import load_records
 from invfem.experiment.run import load_problem
 
@@ -67,7 +68,7 @@ def loss_at(history, seconds):
 
 def network_numbers(study, record, output: Path):
     """Weight magnitudes and saturation from the run's final theta."""
-    theta = torch.load(output / "runs" / f"{record['label']}-seed{record['seed']}" / "theta.pt", weights_only=True)
+    theta = torch.load(run_dir(output, record["label"], record["seed"]) / "theta.pt", weights_only=True)
     p = load_problem(study["problem"], seed=record["seed"], **study["problem_options"])
     mlp, final = p.kappa, record["diagnostics"]["final"]
     w = np.array(final["magnitudes"]["weights"])

@@ -27,16 +27,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from invfem.experiment.report import load_records  # noqa: E402
+from invfem.experiment.records import run_dir  # noqa: E402
+from invfem.experiment.report import load_records, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
-
-
-def _to_threshold(record: dict, threshold: float):
-    """(seconds, iterations) at the first loss <= threshold, or (None, None)."""
-    for h in record["history"]:
-        if h["f"] <= threshold:
-            return h["time"], h["iter"]
-    return None, None
 
 
 def collect(output: Path) -> list[dict]:
@@ -52,8 +45,8 @@ def collect(output: Path) -> list[dict]:
             if r.get("failed"):
                 continue
             p = load_problem(study["problem"], seed=r["seed"], **study["problem_options"])
-            theta = torch.load(folder / "runs" / f"{r['label']}-seed{r['seed']}" / "theta.pt", weights_only=True)
-            seconds, iterations = _to_threshold(r, threshold)
+            theta = torch.load(run_dir(folder, r["label"], r["seed"]) / "theta.pt", weights_only=True)
+            seconds, iterations = threshold_crossing(r, threshold)
             grid = p.info["test_points"]
             with torch.no_grad():
                 fit = p.kappa(theta, grid[:, None]).numpy()

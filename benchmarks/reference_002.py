@@ -29,6 +29,7 @@ import torch  # noqa: E402
 
 from invfem.diagnostics import trivial_verdict
 from invfem.diagnostics.basis import basis_functions, orthogonality
+from invfem.experiment.records import run_dir
 from invfem.experiment.report import load_records
 from invfem.experiment.run import load_problem
 
@@ -36,7 +37,7 @@ from invfem.experiment.run import load_problem
 def _final(folder: Path, study: dict, label: str, seed: int):
     """(problem, final theta, its trivial verdict) of one run."""
     p = load_problem(study["problem"], seed=seed, **study["problem_options"])
-    theta = torch.load(folder / "runs" / f"{label}-seed{seed}" / "theta.pt", weights_only=True)
+    theta = torch.load(run_dir(folder, label, seed) / "theta.pt", weights_only=True)
     x = p.info["points"]
     return p, theta, trivial_verdict(p.loss, p.kappa, theta, x[:, None], p.info["targets"], p.hessian(theta))
 

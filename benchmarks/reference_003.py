@@ -24,15 +24,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from invfem.experiment.report import load_records  # noqa: E402
+from invfem.experiment.records import run_dir  # noqa: E402
+from invfem.experiment.report import load_records, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
-
-
-def _to_threshold(record: dict, threshold: float):
-    for h in record["history"]:
-        if h["f"] <= threshold:
-            return h["time"], h["iter"]
-    return None, None
 
 
 def _stat(values, fmt):
@@ -47,7 +41,7 @@ def table(study: dict, records: list[dict]) -> str:
              "Hessians or HVPs | final loss |", "|---|---|---|---|---|---|---|"]
     for m in study["methods"]:
         mine = [r for r in records if r["label"] == m["label"] and not r.get("failed")]
-        hits = [_to_threshold(r, threshold) for r in mine]
+        hits = [threshold_crossing(r, threshold) for r in mine]
         reached = [h for h in hits if h[0] is not None]
         second = [r["stages"][-1]["nit"] if r.get("stages") and len(r["stages"]) > 1 else None for r in mine]
         second = [s for s in second if s is not None]
@@ -87,7 +81,7 @@ def figures(output: Path, study: dict, records: list[dict], folder: Path) -> Non
     for r in records:
         if r.get("failed") or r["seed"] != seed:
             continue
-        theta = torch.load(output / "runs" / f"{r['label']}-seed{seed}" / "theta.pt", weights_only=True)
+        theta = torch.load(run_dir(output, r["label"], seed) / "theta.pt", weights_only=True)
         with torch.no_grad():
             u = problem.info["trajectory"](theta).numpy()
         for k in range(2):

@@ -29,7 +29,7 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
-from invfem.experiment.records import CorruptRecord, load_torch, read_json, save_torch, write_json
+from invfem.experiment.records import CorruptRecord, load_torch, read_json, run_dir, save_torch, write_json
 from invfem.experiment.study import StudyConfig, study_from_dict
 
 PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
@@ -41,10 +41,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def run_dir(output, label: str, seed: int) -> Path:
-    return Path(output) / "runs" / f"{label}-seed{seed}"
 
 
 def _fingerprint(study: dict, spec: dict, seed: int) -> str:

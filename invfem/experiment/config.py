@@ -10,6 +10,12 @@ import yaml
 from invfem.errors import ConfigError
 
 
+def check_problem(problem) -> None:
+    """A problem is a shipped problem's name or the path of a .py file: a non-empty string."""
+    if not isinstance(problem, str) or not problem:
+        raise ConfigError(f"problem must be a problem name or a .py path, got {problem!r}")
+
+
 def check_seeds(seeds) -> tuple[int, ...]:
     """The seeds as a tuple of ints: a non-empty list of distinct integers >= 0, or a one-line error."""
     if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
@@ -49,8 +55,7 @@ class ExperimentConfig:
     output: str = "results"
 
     def __post_init__(self):
-        if not isinstance(self.problem, str) or not self.problem:
-            raise ConfigError(f"problem must be a problem name, got {self.problem!r}")
+        check_problem(self.problem)
         object.__setattr__(self, "seeds", check_seeds(self.seeds))
         for name in ("hessian_at_start", "hessian_at_end"):
             if not isinstance(getattr(self, name), bool):

@@ -22,6 +22,11 @@ class CorruptRecord(InvfemError):
     """A record or checkpoint that cannot be read (truncated, not JSON, not a torch file)."""
 
 
+def run_dir(output, label: str, seed: int) -> Path:
+    """The folder of one run of a study: ``OUTPUT/runs/<label>-seed<k>`` (record, theta, checkpoint)."""
+    return Path(output) / "runs" / f"{label}-seed{seed}"
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from invfem.errors import ConfigError
-from invfem.experiment.records import CorruptRecord, read_json
+from invfem.experiment.records import CorruptRecord, read_json, run_dir
 
 COLUMNS = ["method", "seed", "loss", "gnorm", "nit", "status", "wall_time", "kappa_error", "n_positive", "n_negative",
            "time_to_threshold", "iterations_to_threshold", "nfev", "njev", "nhev", "resumed", "message"]
@@ -37,7 +37,7 @@ def load_records(output: Path, log=print) -> tuple[dict, list[dict]]:
     records = []
     for m in study["methods"]:
         for seed in study["seeds"]:
-            path = output / "runs" / f"{m['label']}-seed{seed}" / "record.json"
+            path = run_dir(output, m["label"], seed) / "record.json"
             if not path.is_file():
                 continue
             try:
@@ -50,7 +50,8 @@ def load_records(output: Path, log=print) -> tuple[dict, list[dict]]:
     return study, records
 
 
-def _threshold(record: dict, threshold: float):
+def threshold_crossing(record: dict, threshold: float):
+    """``(seconds, iteration)`` of a record's first loss ``<= threshold``, or ``(None, None)``."""
     for h in record["history"]:
         if h["f"] <= threshold:
             return h["time"], h["iter"]
@@ -64,7 +65,7 @@ def rows(study: dict, records: list[dict]) -> list[dict]:
         if r.get("failed"):
             out.append({"method": r["label"], "seed": r["seed"], "status": "failed", "message": r["error"]})
             continue
-        t, k = _threshold(r, study["loss_threshold"])
+        t, k = threshold_crossing(r, study["loss_threshold"])
         out.append({"method": r["label"], "seed": r["seed"], "loss": r["loss"], "gnorm": r["gnorm"], "nit": r["nit"],
                     "status": r["status"], "wall_time": r["wall_time"], "kappa_error": r.get("kappa_error"),
                     "n_positive": r["n_positive"], "n_negative": r["n_negative"], "time_to_threshold": t,

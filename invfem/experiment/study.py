@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from invfem.errors import ConfigError
-from invfem.experiment.config import _is_int, _resolve_inputs, check_device, check_seeds, read_yaml
+from invfem.experiment.config import _is_int, _resolve_inputs, check_device, check_problem, check_seeds, read_yaml
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,7 @@ class StudyConfig:
         from invfem.optim.api import METHODS
         from invfem.optim.options import parse_options
 
-        if not isinstance(self.problem, str) or not self.problem:
-            raise ConfigError(f"problem must be a problem name or a .py path, got {self.problem!r}")
+        check_problem(self.problem)
         if not isinstance(self.problem_options, dict):
             raise ConfigError(f"problem_options must be a mapping, got {self.problem_options!r}")
         object.__setattr__(self, "seeds", check_seeds(self.seeds))
