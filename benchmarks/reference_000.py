@@ -29,16 +29,13 @@ import torch
 
 from invfem.diagnostics import hidden_activations, saturation
 from invfem.experiment.records import run_dir
-from invfem.experiment.report import load_records
+from invfem.experiment.report import load_records, median_range, threshold_crossing
 from invfem.experiment.run import load_problem
 
 
 def _stat(values, fmt="{:.3g}"):
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return "–"
-    med, lo, hi = np.median(values), min(values), max(values)
-    return f"{fmt.format(med)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+    """:func:`~invfem.experiment.report.median_range` of the finite values."""
+    return median_range([v for v in values if v is not None and np.isfinite(v)], fmt.format)
 
 
 def converged_at(history, rel=1e-6):
@@ -46,14 +43,6 @@ def converged_at(history, rel=1e-6):
     best = min(h["f"] for h in history)
     for h in history:
         if h["f"] - best <= rel * abs(best):
-            return h["iter"], h["time"]
-    return None, None
-
-
-def reached(history, threshold):
-    """(iteration, time) at which the loss first fell to ``threshold``, or (None, None)."""
-    for h in history:
-        if h["f"] <= threshold:
             return h["iter"], h["time"]
     return None, None
 
@@ -93,7 +82,7 @@ def study_tables(output: Path, times) -> str:
     for label in labels:
         mine = [r for r in records if r["label"] == label]
         conv = [converged_at(r["history"]) for r in mine]
-        hit = [reached(r["history"], study["loss_threshold"]) for r in mine]
+        hit = [threshold_crossing(r, study["loss_threshold"])[::-1] for r in mine]      # (iteration, seconds)
         hit = [h for h in hit if h[0] is not None]
         cells = [label, _stat([r["loss"] for r in mine]), _stat([r.get("kappa_error") for r in mine])]
         cells += [_stat([loss_at(r["history"], t) for r in mine]) for t in times]

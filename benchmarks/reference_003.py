@@ -25,18 +25,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invfem.experiment.records import run_dir  # noqa: E402
-from invfem.experiment.report import load_records, threshold_crossing  # noqa: E402
+from invfem.experiment.report import load_records, median_range, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
-
-
-def _stat(values, fmt):
-    if not values:
-        return "–"
-    return f"{format(float(np.median(values)), fmt)} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
 
 
 def table(study: dict, records: list[dict]) -> str:
     threshold = float(study["loss_threshold"])
+    whole, seconds, sci = "{:.0f}".format, "{:.1f}".format, "{:.2e}".format
     lines = [f"| method | reached {threshold:.3g} | iterations to it | seconds to it | second-stage iterations | "
              "Hessians or HVPs | final loss |", "|---|---|---|---|---|---|---|"]
     for m in study["methods"]:
@@ -44,10 +39,10 @@ def table(study: dict, records: list[dict]) -> str:
         hits = [threshold_crossing(r, threshold) for r in mine]
         reached = [h for h in hits if h[0] is not None]
         second = [r["stages"][-1]["nit"] if r.get("stages") and len(r["stages"]) > 1 else None for r in mine]
-        second = [s for s in second if s is not None]
-        lines.append(f"| {m['label']} | {len(reached)}/{len(mine)} | {_stat([h[1] for h in reached], '.0f')} | "
-                     f"{_stat([h[0] for h in reached], '.1f')} | {_stat(second, '.0f')} | "
-                     f"{_stat([r['nhev'] for r in mine], '.0f')} | {_stat([r['loss'] for r in mine], '.2e')} |")
+        lines.append(f"| {m['label']} | {len(reached)}/{len(mine)} | {median_range([h[1] for h in reached], whole)} | "
+                     f"{median_range([h[0] for h in reached], seconds)} | {median_range(second, whole)} | "
+                     f"{median_range([r['nhev'] for r in mine], whole)} | "
+                     f"{median_range([r['loss'] for r in mine], sci)} |")
     return "\n".join(lines)
 
 

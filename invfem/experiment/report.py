@@ -91,7 +91,8 @@ def write_report(output, log=print) -> Path:
     return output / "summary.md"
 
 
-def _stat(values, fmt):
+def median_range(values, fmt) -> str:
+    """``"median [min, max]"`` of ``values`` (None left out), each formatted by ``fmt``; "–" if none."""
     values = [v for v in values if v is not None]
     if not values:
         return "–"
@@ -116,12 +117,12 @@ def _markdown(study: dict, table: list[dict], figures: list[str]) -> str:
             lines.append(f"| {label} | 0 | | | | | | | | |")
             continue
         reached = [r for r in mine if r["time_to_threshold"] is not None]
-        lines.append(f"| {label} | {len(mine)} | {_stat([r['loss'] for r in mine], sci)} | "
-                     f"{_stat([r['kappa_error'] for r in mine], sci)} | {_stat([r['nit'] for r in mine], num)} | "
-                     f"{_stat([r['wall_time'] for r in mine], sci)} | "
-                     f"{_stat([r['time_to_threshold'] for r in reached], sci)} ({len(reached)}/{len(mine)} reached) | "
-                     f"{_stat([r['iterations_to_threshold'] for r in reached], num)} | "
-                     f"{_stat([r['n_positive'] for r in mine], num)} | {_stat([r['n_negative'] for r in mine], num)} |")
+        col = lambda key, rows, fmt: median_range([r[key] for r in rows], fmt)     # noqa: E731
+        lines.append(f"| {label} | {len(mine)} | {col('loss', mine, sci)} | {col('kappa_error', mine, sci)} | "
+                     f"{col('nit', mine, num)} | {col('wall_time', mine, sci)} | "
+                     f"{col('time_to_threshold', reached, sci)} ({len(reached)}/{len(mine)} reached) | "
+                     f"{col('iterations_to_threshold', reached, num)} | "
+                     f"{col('n_positive', mine, num)} | {col('n_negative', mine, num)} |")
     lines += [""] + [f"Failed: {r['method']} seed {r['seed']}: {r['message']}" for r in failed]
     lines += ["", "Per run: [summary.csv](summary.csv).", ""]
     lines += [f"![{name}]({name})" for name in figures]
