@@ -24,22 +24,21 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invfem.diagnostics import trivial_verdict
 from invfem.diagnostics.basis import basis_functions, orthogonality
 from invfem.experiment.records import run_dir
-from invfem.experiment.report import load_records
+from invfem.experiment.report import load_records, median_range
 from invfem.experiment.run import load_problem
 
 
 def _final(folder: Path, study: dict, label: str, seed: int):
-    """(problem, final theta, its trivial verdict) of one run."""
+    """(problem, final theta, its Hessian, its trivial verdict) of one run."""
     p = load_problem(study["problem"], seed=seed, **study["problem_options"])
     theta = torch.load(run_dir(folder, label, seed) / "theta.pt", weights_only=True)
-    x = p.info["points"]
-    return p, theta, trivial_verdict(p.loss, p.kappa, theta, x[:, None], p.info["targets"], p.hessian(theta))
+    x, hessian = p.info["points"], p.hessian(theta)
+    return p, theta, hessian, trivial_verdict(p.loss, p.kappa, theta, x[:, None], p.info["targets"], hessian)
 
 
 def variant_rows(folder: Path) -> tuple[list[str], dict]:
@@ -50,13 +49,12 @@ def variant_rows(folder: Path) -> tuple[list[str], dict]:
         mine = [r for r in records if r["label"] == m["label"] and not r.get("failed")]
         trivial = saddle = 0
         for r in mine:
-            v = _final(folder, study, r["label"], r["seed"])[2]
+            v = _final(folder, study, r["label"], r["seed"])[3]
             trivial += v["trivial"]
             saddle += v["saddle"]
             if v["trivial"]:
                 trivial_seeds.setdefault(m["label"], []).append(r["seed"])
-        losses = [r["loss"] for r in mine]
-        stat = f"{np.median(losses):.3g} [{min(losses):.3g}, {max(losses):.3g}]" if losses else "–"
+        stat = median_range([r["loss"] for r in mine], "{:.3g}".format)
         rows.append(f"| {folder.name} | {m['label']} | {len(mine)} | {trivial} | {saddle} | {stat} |")
     return rows, trivial_seeds
 
@@ -66,7 +64,7 @@ def basis_figure(folder: Path, labels: tuple[str, str], seed: int, path: Path) -
     study, _ = load_records(folder, log=lambda *a: None)
     fig, axes = plt.subplots(2, 3, figsize=(14, 7), constrained_layout=True)
     for row, label in zip(axes, labels):
-        p, theta, verdict = _final(folder, study, label, seed)
+        p, theta, hessian, verdict = _final(folder, study, label, seed)
         grid = p.info["test_points"]
         target = p.kappa_true(grid[:, None])
         basis = basis_functions(p.info["mlp"], theta, p.info["inputs"](grid))
@@ -81,7 +79,7 @@ def basis_figure(folder: Path, labels: tuple[str, str], seed: int, path: Path) -
         row[1].plot(grid, fit, "r--", lw=1.5, label="fit")
         row[1].set_title(f"loss {float(p.loss(theta)):.3g}; trivial: {verdict['trivial']}", fontsize=9)
         row[1].legend(fontsize=8)
-        eigenvalues = torch.linalg.eigvalsh(p.hessian(theta))
+        eigenvalues = torch.linalg.eigvalsh(hessian)
         row[2].plot(eigenvalues, ".", ms=3)
         row[2].axhline(0.0, color="k", lw=0.8)
         row[2].set_yscale("symlog", linthresh=1e-8)
