@@ -5,6 +5,11 @@ from __future__ import annotations
 import statistics
 import time
 
+from invfem import reuse_freed_memory
+
+# what `invfem` and `minimize` run with: freed matrices are reused, not faulted in again page by page
+reuse_freed_memory()
+
 
 def interleaved(fns: dict, repeat: int) -> dict:
     """Median wall time of each function (after one warm-up call each), the calls interleaved

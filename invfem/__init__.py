@@ -14,10 +14,12 @@ from invfem.linalg import SparseSolver, SparsityPattern, sparse_solve
 from invfem.nn import MLP
 from invfem.optim import OptimizeResult, minimize
 from invfem.problem import Problem
+from invfem.runtime import reuse_freed_memory
 
 __version__ = "0.1.0"
 
 __all__ = ["BackendError", "ConfigError", "ConvergenceError", "InvalidTrialPoint", "InvfemError", "LearnedLaw", "MLP",
            "NonFiniteError", "NonPositiveCoefficientError",
            "OptimizeResult", "PatternMismatchError", "Problem", "ShapeError", "SingularMatrixError", "SparseSolver",
-           "SparsityPattern", "hessian", "hvp", "load_kappa", "minimize", "save_kappa", "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]
+           "SparsityPattern", "hessian", "hvp", "load_kappa", "minimize", "reuse_freed_memory", "save_kappa",
+           "sparse_solve", "symmetry_error", "taylor_test", "value_and_grad"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
 
 from invfem.errors import InvfemError
+from invfem.runtime import reuse_freed_memory
 
 
 def main(argv=None) -> int:
@@ -34,6 +36,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_default_dtype(torch.float64)
+    reuse_freed_memory()
     try:
         if args.command == "run":
             from invfem.experiment import load_config, run_experiment
@@ -71,5 +74,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``invfem`` command: :func:`main`; after ``run`` and ``report`` (whose files are all
+    written and closed by then) the process ends at once with ``os._exit`` once stdout and stderr
+    are flushed. The interpreter's own teardown of torch's modules took 0.6-1.2 s of a 15 s
+    ``invfem run`` and does nothing for a finished run. ``compare`` exits normally, so that its
+    worker pools shut down."""
+    code = main()
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in ("run", "report"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -22,7 +22,28 @@ def test_run_writes_results_and_plot(tmp_path):
         assert r["loss"] < r["loss0"]
         assert r["hessian0"]["symmetry_error"] < 1e-10
         assert len(r["hessian0"]["eigenvalues"]) == 25
+        assert set(r["timings"]) == {"setup", "hessian0", "training", "after"}
+        assert all(t > 0 for t in r["timings"].values())
+    assert results["timings"]["loss_plot"] > 0
     assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+
+
+def test_command_line_entry_flushes_and_returns_the_code(tmp_path):
+    """``invfem run`` ends with os._exit: what it printed and wrote must all be there, and its code."""
+    import subprocess
+    import sys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "problem": "poisson_fem", "problem_options": {"n": 3, "widths": [2, 6, 1]},
+        "options": {"maxiter": 3}, "output": str(tmp_path / "out")}))
+    done = subprocess.run([sys.executable, "-m", "invfem.cli", "run", str(cfg), "--quiet"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(f"results written to {tmp_path / 'out'}/")
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["timings"]["loss_plot"] > 0
+    cfg.write_text("problem: no_such_problem\n")
+    done = subprocess.run([sys.executable, "-m", "invfem.cli", "run", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 2 and "no_such_problem" in done.stderr
 
 
 def test_run_defaults_to_trust_exact_with_history_and_plot(tmp_path):

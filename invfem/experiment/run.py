@@ -8,6 +8,7 @@ import inspect
 import json
 import pkgutil
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -119,7 +120,9 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     """Run every seed of ``config``; write ``results.json``, ``loss.png`` and, per seed, the trained
     ``theta``, the law (``kappa_seed<k>.pt``), ParaView fields and kappa's plot under ``config.output``
     (see :mod:`invfem.experiment.outputs`). ``progress``: a bar of the iterations (loss and |g|
-    in its postfix) on stderr."""
+    in its postfix) on stderr. Each run's record holds the wall time of its phases (``timings``, s):
+    ``setup`` (problem, loss and gradient at theta0), ``hessian0``, ``training``, ``after`` (Hessian at the
+    result, kappa's error, Laplace, files); ``results["timings"]["loss_plot"]`` the loss figure's."""
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
@@ -127,12 +130,14 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     plotting.start()
     runs = []
     for seed in config.seeds:
+        clock = _Clock()
         device = {} if config.device is None else {"device": config.device}
         problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
         f0, g0 = value_and_grad(problem.loss, problem.theta0)
         record = {"seed": seed, "loss0": float(f0), "gnorm0": float(torch.linalg.norm(g0))}
         exact_hessian = hessian_path(problem, chunk_size=config.hessian_chunk)
         record["hessian_kind"] = exact_hessian.kind
+        clock.lap("setup")
         log(f"[seed {seed}] {problem.name}: {problem.n_params} parameters, loss0 = {float(f0):.6e}, "
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
@@ -140,6 +145,7 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
             record["hessian0"] = summary
             log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
                 f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
+            clock.lap("hessian0")
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
         dense = METHODS[config.method].derivatives == "hessian"
         bar = _IterationBar(METHODS[config.method].options, config, seed) if progress else None
@@ -149,19 +155,37 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
         finally:
             if bar is not None:
                 bar.close()
+        clock.lap("training")
         log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
             f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
         record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
                        "message": result.message, "history": result.history})
         torch.save(result.x.cpu(), out / f"theta_seed{seed}.pt")
         record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log))
+        clock.lap("after")
+        record["timings"] = clock.laps
         runs.append(record)
     results = {"config": asdict(config), "runs": runs}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.json").write_text(json.dumps(results, indent=1))     # before the figure: nothing lost if it fails
+    clock = _Clock()
     plotting.join()
     _plot_losses(runs, out / "loss.png", config)
+    clock.lap("loss_plot")
+    results["timings"] = clock.laps
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     log(f"results written to {out}/")
     return results
+
+
+class _Clock:
+    """Wall time of consecutive phases: ``lap(name)`` records the seconds since the last lap."""
+
+    def __init__(self):
+        self.laps, self._last = {}, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name], self._last = round(now - self._last, 4), now
 
 
 class _IterationBar:

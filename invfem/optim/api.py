@@ -25,6 +25,7 @@ from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, 
                                   ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
 from invfem.optim.oracle import Oracle
 from invfem.optim.trust_region import STATUS_MESSAGES, STATUS_ROUNDOFF, LoopSettings, trust_region
+from invfem.runtime import reuse_freed_memory
 
 
 class OptimizeResult(scipy.optimize.OptimizeResult):
@@ -147,9 +148,12 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 8 the predicted
     reduction is at f's round-off; 7 is no longer used), ``message``,
     ``success`` (status 0 or 8), ``history``.
+
+    The first call keeps freed memory in the process for reuse (:func:`invfem.runtime.reuse_freed_memory`).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; valid: {sorted(METHODS)}")
+    reuse_freed_memory()        # the dense per-iteration work otherwise faults its matrices in page by page
     spec = METHODS[method]
     opts = parse_options(method, spec.options, options)
     x0 = torch.as_tensor(x0, dtype=torch.float64).detach()
