@@ -34,8 +34,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--config", default="configs/poisson_fem.yaml")
-    parser.add_argument("--baseline", help="a checkout of other invfem code (e.g. `git worktree add /tmp/base HEAD~3`): "
-                                           "its `invfem run` is timed too, interleaved with this one")
+    parser.add_argument("--baseline", help="a checkout of other invfem code (e.g. `git worktree add /tmp/base "
+                                           "HEAD~3`): its `invfem run` is timed too, interleaved with this one")
     args = parser.parse_args(argv)
     a, b = torch.randn(921, 600, dtype=torch.float64), torch.randn(600, 921, dtype=torch.float64)
     codes = {"this code": None} | ({f"baseline {args.baseline}": args.baseline} if args.baseline else {})

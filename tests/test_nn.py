@@ -70,7 +70,11 @@ def test_closed_form_jacobian_and_every_hessian_block_match_torch_func(widths, a
     mlp = MLP(widths, activation=activation, positivity=positivity, shift=0.5)
     theta = mlp.init(1) * 1.5 + 0.1 * torch.randn(mlp.n_params)
     x, g, w = torch.rand(37, widths[0]), torch.randn(37), torch.rand(37)
-    terms = network_terms(mlp, theta, x, g, w, chunk=10)      # several chunks, one partial
+    torch.use_deterministic_algorithms(True)       # fills torch.empty with NaN: every entry must be written
+    try:
+        terms = network_terms(mlp, theta, x, g, w, chunk=10)      # several chunks, one partial
+    finally:
+        torch.use_deterministic_algorithms(False)
     jac = torch.func.jacrev(lambda t: mlp(t, x))(theta)
     assert (terms.jac - jac).abs().max() < 1e-12 * max(1.0, float(jac.abs().max()))
     torch.testing.assert_close(terms.kappa, mlp(theta, x), rtol=1e-14, atol=1e-14)

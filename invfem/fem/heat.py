@@ -189,8 +189,8 @@ class TrajectoryLoss:
             y = space.scatter_points(coef_lam, jac, dof_rows=rows).mul_(-dt)     # -dt C(lambda^hat_j)^T J
             self._add_half_hessian(y, states, sens)
             y[:, n_free] = 0.0
-            h = sens.view(-1, n_params).T @ y.view(-1, n_params)
-            return h + h.T
+            sens, y = sens.view(-1, n_params), y.view(-1, n_params)
+            return torch.cat([sens, y]).T @ torch.cat([y, sens])    # S^T Y + Y^T S: one product
 
         return Linearization(gradient=gradient, curvature=curvature)
 

@@ -101,7 +101,6 @@ class LinearStateLoss:
             acc.clear()
             y = products[1, :n_free].neg_()                                  # Y = (1/2) (Hess m) S - C(lambda)^T J
             add_hessian_on_free_rows(self.misfit, space, y, u, sens, alpha=0.5)
-            h = sens.T @ y
-            return h + h.T
+            return torch.cat([sens, y]).T @ torch.cat([y, sens])    # S^T Y + Y^T S: one product, inner dim 2n
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=n_qp)

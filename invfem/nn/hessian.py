@@ -251,7 +251,7 @@ class _Pass:
     def _assemble(self) -> torch.Tensor:
         """Permute every block ``[i, j, i', j']`` into the flat layout (W row-major, then b) and mirror."""
         widths, offsets = self.widths, self.offsets
-        h = self.like.new_zeros(self.n_params, self.n_params)
+        h = self.like.new_empty(self.n_params, self.n_params)     # every entry is written below (tested)
         for (l, m), r1 in self.r1.items():
             n_l, n_m, k_l, k_m = widths[l], widths[m], widths[l - 1], widths[m - 1]
             if l == m:          # upper triangle (i <= i') of a symmetric block: mirror (i, j) <-> (i', j')

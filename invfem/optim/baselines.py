@@ -11,7 +11,6 @@ import math
 import time
 
 import numpy as np
-import scipy.optimize
 import torch
 
 from invfem.errors import InvalidTrialPoint, NonFiniteError
@@ -78,6 +77,8 @@ def scipy_method(name):
     """``scipy.optimize.minimize(method=name)`` fed with exact torch gradients."""
 
     def run(oracle, x0, options, callback=None, bounds=None, checkpoint=None, resume=None):
+        import scipy.optimize     # here, not at import: the other methods never load it (0.25 s of `invfem run`)
+
         last = {}
 
         def fg(xn):

@@ -26,18 +26,11 @@ import time
 import warnings
 
 import numpy as np
-import scipy.optimize
 import torch
 
 from invfem.errors import NonFiniteError
 from invfem.optim.checkpoint import common_state, restore_common
 from invfem.optim.trust_region import history_entry
-
-try:   # scipy's own line-search pair (private module, stable since scipy 1.0); public wolfe2 otherwise
-    from scipy.optimize._linesearch import LineSearchWarning
-    from scipy.optimize._linesearch import line_search_wolfe1 as _wolfe1
-except ImportError:  # pragma: no cover
-    _wolfe1, LineSearchWarning = None, RuntimeWarning
 
 STATUS_LINE_SEARCH = 6      # see invfem.optim.api: "line search found no acceptable step"
 
@@ -69,6 +62,12 @@ class _Cached:
 
 def _line_search(cache, x, p, f, g, old_f, options):
     """scipy's wolfe1 -> wolfe2 sequence; returns (alpha, f_new, f_old, g_new, evaluations) or None."""
+    import scipy.optimize    # here, not at import: `invfem run` with other methods never loads scipy.optimize (0.25 s)
+    try:   # scipy's own line-search pair (private module, stable since scipy 1.0); public wolfe2 otherwise
+        from scipy.optimize._linesearch import LineSearchWarning
+        from scipy.optimize._linesearch import line_search_wolfe1 as _wolfe1
+    except ImportError:  # pragma: no cover
+        _wolfe1, LineSearchWarning = None, RuntimeWarning
     kwargs = dict(c1=options.c1, c2=options.c2)
     before = cache.oracle.njev
     ret = (None,)
