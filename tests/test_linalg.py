@@ -214,3 +214,16 @@ def test_cholmod_backend_matches_superlu(gen):
     w = torch.randn(30, 3, generator=gen)
     f = lambda v, s: (w * sparse_solve(v, b, s) ** 2).sum()
     torch.testing.assert_close(hessian(f)(values, SparseSolver(pattern, "cholmod")), hessian(f)(values, SparseSolver(pattern)))
+
+
+@pytest.mark.parametrize("offset", [-100, 0, 1, 200])
+def test_symmetric_product_both_forms(offset):
+    """Both forms (one product up to the limit, a product and a transposed sum above it)."""
+    from invfem.linalg.dense import ONE_PRODUCT_LIMIT, symmetric_product
+
+    k = ONE_PRODUCT_LIMIT + offset
+    a, b = torch.randn(k, 40, dtype=torch.float64), torch.randn(k, 40, dtype=torch.float64)
+    ref = a.T @ b + b.T @ a
+    got = symmetric_product(a, b)
+    assert float((got - ref).abs().max()) < 1e-12 * float(ref.abs().max())
+    assert float((got - got.T).abs().max()) < 1e-13 * float(ref.abs().max())

@@ -22,6 +22,7 @@ from invfem.fem.operators import DirichletSystem, load_vector, mass_map, stiffne
 from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import sparse_solve
+from invfem.linalg.dense import symmetric_product
 from invfem.misfit import apply_hessian
 from invfem.structured import Linearization
 
@@ -189,8 +190,7 @@ class TrajectoryLoss:
             y = space.scatter_points(coef_lam, jac, dof_rows=rows).mul_(-dt)     # -dt C(lambda^hat_j)^T J
             self._add_half_hessian(y, states, sens)
             y[:, n_free] = 0.0
-            sens, y = sens.view(-1, n_params), y.view(-1, n_params)
-            return torch.cat([sens, y]).T @ torch.cat([y, sens])    # S^T Y + Y^T S: one product
+            return symmetric_product(sens.view(-1, n_params), y.view(-1, n_params))
 
         return Linearization(gradient=gradient, curvature=curvature)
 

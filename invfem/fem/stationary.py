@@ -28,6 +28,7 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.fem.operators import BilinearMap, DirichletSystem
 from invfem.linalg import sparse_solve
+from invfem.linalg.dense import symmetric_product
 from invfem.misfit import add_hessian_on_free_rows
 from invfem.structured import Linearization
 
@@ -101,6 +102,6 @@ class LinearStateLoss:
             acc.clear()
             y = products[1, :n_free].neg_()                                  # Y = (1/2) (Hess m) S - C(lambda)^T J
             add_hessian_on_free_rows(self.misfit, space, y, u, sens, alpha=0.5)
-            return torch.cat([sens, y]).T @ torch.cat([y, sens])    # S^T Y + Y^T S: one product, inner dim 2n
+            return symmetric_product(sens, y)
 
         return Linearization(gradient=gradient, curvature=curvature, on_chunk=on_chunk, chunk_multiple=n_qp)
