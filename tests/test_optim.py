@@ -540,3 +540,21 @@ def test_a_chain_of_methods_is_one_run_that_resumes_inside_its_stage():
         minimize_chain(fun, x0, [("bfgs", {}), ("trust-exact", {})], resume=saved[-1])
     with pytest.raises(Bad, match="unknown method 'newton'"):
         minimize_chain(fun, x0, [("adam", {}), ("newton", {})])
+
+
+def test_result_is_a_dict_with_attributes_and_pickles():
+    import copy
+    import pickle
+
+    from invfem.optim import OptimizeResult
+
+    res = minimize(lambda x: ((x - 1.0) ** 2).sum(), torch.zeros(3), method="trust-exact", options={"maxiter": 5})
+    assert isinstance(res, OptimizeResult) and isinstance(res, dict)
+    assert res.fun == res["fun"] and res.success and torch.allclose(res.x, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(AttributeError, match="no_such_field"):
+        res.no_such_field
+    res.note = "kept"
+    assert res["note"] == "kept"
+    assert "history" not in repr(res) and "fun" in repr(res)
+    for twin in (pickle.loads(pickle.dumps(res)), copy.deepcopy(res)):
+        assert twin.nit == res.nit and len(twin.history) == len(res.history)
