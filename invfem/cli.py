@@ -12,7 +12,10 @@ from invfem.errors import InvfemError
 from invfem.runtime import reuse_freed_memory
 
 
-def main(argv=None) -> int:
+def main(argv=None, exit_at_once: bool = False) -> int:
+    """Parse ``argv`` and run the command; returns the exit code. ``exit_at_once`` (the ``invfem``
+    command, :func:`entry`): a ``run`` or ``report`` that succeeded ends the process with
+    ``os._exit(0)`` once stdout and stderr are flushed, its files all written and closed."""
     parser = argparse.ArgumentParser(prog="invfem", description="PDE-constrained inverse problems with exact Hessians")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="build a problem from a YAML config, inspect it at theta0 and train")
@@ -71,22 +74,18 @@ def main(argv=None) -> int:
         print("invfem: interrupted; finished runs and the last checkpoints are kept (run the same command to "
               "resume)", file=sys.stderr)
         return 130
+    if exit_at_once and args.command in ("run", "report"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
 def entry() -> None:
-    """The ``invfem`` command: :func:`main`; after ``run`` and ``report`` (whose files are all
-    written and closed by then) the process ends at once with ``os._exit`` once stdout and stderr
-    are flushed. The interpreter's own teardown of torch's modules took 0.6-1.2 s of a 15 s
-    ``invfem run`` and does nothing for a finished run. ``compare`` exits normally, so that its
-    worker pools shut down."""
-    code = main()
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if command in ("run", "report"):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    """The ``invfem`` command: :func:`main` with ``exit_at_once``. The interpreter's own teardown
+    of torch's modules took 0.6-1.2 s of a 15 s ``invfem run`` and does nothing for a finished
+    run; ``compare`` (whose worker pools must shut down) and failed commands exit normally."""
+    sys.exit(main(exit_at_once=True))
 
 
 if __name__ == "__main__":

@@ -36,10 +36,11 @@ def test_command_line_entry_flushes_and_returns_the_code(tmp_path):
     cfg.write_text(yaml.safe_dump({
         "problem": "poisson_fem", "problem_options": {"n": 3, "widths": [2, 6, 1]},
         "options": {"maxiter": 3}, "output": str(tmp_path / "out")}))
-    done = subprocess.run([sys.executable, "-m", "invfem.cli", "run", str(cfg), "--quiet"], capture_output=True,
-                          text=True)
+    marked = ("import atexit, sys; atexit.register(lambda: print('interpreter teardown ran')); "
+              "from invfem.cli import entry; sys.argv[0] = 'invfem'; entry()")
+    done = subprocess.run([sys.executable, "-c", marked, "run", str(cfg), "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().endswith(f"results written to {tmp_path / 'out'}/")
+    assert done.stdout.rstrip().endswith(f"results written to {tmp_path / 'out'}/")     # flushed, and no teardown
     assert json.loads((tmp_path / "out" / "results.json").read_text())["timings"]["loss_plot"] > 0
     cfg.write_text("problem: no_such_problem\n")
     done = subprocess.run([sys.executable, "-m", "invfem.cli", "run", str(cfg)], capture_output=True, text=True)
