@@ -329,7 +329,8 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="hess must be callable"):
         minimize(rosenbrock, x0, hess=torch.eye(2))
     assert set(METHODS) == {"trust-exact", "trust-ncg", "trust-krylov", "trust-reflective", "newton-damped",
-                            "newton-exact", "saddle-free-newton", "adam", "bfgs", "scipy-bfgs", "l-bfgs-b"}
+                            "newton-exact", "saddle-free-newton", "adam", "bfgs", "scipy-bfgs", "l-bfgs-b",
+                            "trf", "dogbox", "lm"}
     with pytest.raises(ConfigError, match="c1 < c2"):
         minimize(rosenbrock, x0, method="bfgs", options={"c1": 0.95})
 

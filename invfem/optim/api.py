@@ -20,35 +20,16 @@ from threadpoolctl import threadpool_limits
 from invfem.errors import ConfigError, ShapeError
 from invfem.optim import baselines, steps
 from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
-from invfem.optim.checkpoint import Checkpoint
+from invfem.optim.bounds import interior_start, parse_bounds
+from invfem.optim.checkpoint import run_hooks
 from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions,
                                   ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
+from invfem.optim.least_squares import (LeastSquaresOptions, ResidualOracle, _auto_jacobian, check_method,
+                                        run_least_squares)
 from invfem.optim.oracle import Oracle
+from invfem.optim.result import OptimizeResult
 from invfem.optim.trust_region import STATUS_MESSAGES, STATUS_ROUNDOFF, LoopSettings, trust_region
 from invfem.runtime import reuse_freed_memory
-
-
-class OptimizeResult(dict):
-    """The fields of scipy's result (``x, fun, jac, nit, nfev, njev, nhev, status, message,
-    success``) plus ``history`` (one dict per iteration, entry 0 the start) and ``method``; a
-    dict whose keys are also attributes, as scipy's ``OptimizeResult`` (not derived from it, so
-    that importing invfem does not import ``scipy.optimize``: 0.25 s of every ``invfem run``)."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    __setattr__ = dict.__setitem__
-    __delattr__ = dict.__delitem__
-
-    def __dir__(self):
-        return list(self.keys())
-
-    def __repr__(self):
-        width = max(map(len, self), default=0) + 1
-        return "\n".join(f"{k.rjust(width)}: {v!r}" for k, v in self.items() if k != "history")
 
 
 @dataclass(frozen=True)
@@ -60,7 +41,7 @@ class Method:
     runner: object = None
     bounds: bool = False
     newton: bool = False
-    derivatives: str = "gradient"   # "hessian" (dense), "hvp" or "gradient": what the method consumes
+    derivatives: str = "gradient"   # "hessian" (dense), "hvp", "gradient" or "jacobian" (of residuals): what it consumes
     host_blas_threads: int | None = 1   # numpy/scipy (OpenBLAS) threads during the run; None: leave them
 
 
@@ -77,69 +58,32 @@ METHODS = {
     # scipy's BFGS does two dense n^3 products per iteration in numpy: it keeps its BLAS threads
     "scipy-bfgs": Method(ScipyOptions, runner=baselines.scipy_method("BFGS"), host_blas_threads=None),
     "l-bfgs-b": Method(ScipyOptions, runner=baselines.scipy_method("L-BFGS-B"), bounds=True),
+    # least squares on residuals (invfem.optim.least_squares), f = ||r||^2
+    "trf": Method(LeastSquaresOptions, bounds=True, derivatives="jacobian"),
+    "dogbox": Method(LeastSquaresOptions, bounds=True, derivatives="jacobian"),
+    "lm": Method(LeastSquaresOptions, derivatives="jacobian"),
 }
+
+#: statuses that mean converged (minimize's codes)
+SUCCESS = (0, STATUS_ROUNDOFF, 9, 10, 11)
 
 _EXTRA_STATUS = {4: "non-finite loss", 5: "the scipy method stopped early",
                  STATUS_LINE_SEARCH: "line search found no acceptable step (no further decrease representable)"}
 
 
-def _bounds(bounds, n):
-    """(lower, upper) float64 arrays from a pair of tensors/arrays/scalars or ``scipy.optimize.Bounds``."""
-    optimize = sys.modules.get("scipy.optimize")     # a user's Bounds means scipy.optimize is loaded already
-    if optimize is not None and isinstance(bounds, optimize.Bounds):
-        lower, upper = bounds.lb, bounds.ub
-    else:
-        try:
-            lower, upper = bounds
-        except (TypeError, ValueError):
-            raise ConfigError("bounds must be a pair (lower, upper) or scipy.optimize.Bounds") from None
-    out = []
-    for name, b, fill in (("lower", lower, -np.inf), ("upper", upper, np.inf)):
-        b = np.full(n, fill) if b is None else torch.as_tensor(b, dtype=torch.float64).detach().numpy()
-        if np.ndim(b) == 0:
-            b = np.full(n, float(b))
-        if np.shape(b) != (n,):
-            raise ShapeError(f"{name} bound must be a scalar or have shape ({n},), got {np.shape(b)}")
-        if np.any(np.isnan(b)):
-            raise ValueError(f"{name} bound contains NaN")
-        out.append(np.array(b, dtype=np.float64))
-    lower, upper = out
-    bad = np.flatnonzero(lower > upper)
-    if bad.size:
-        i = bad[0]
-        raise ValueError(f"lower bound exceeds upper bound at index {i}: {lower[i]} > {upper[i]} "
-                         f"({bad.size} such entries)")
-    return lower, upper
-
-
-def _interior(x0, lower, upper, method):
-    outside = np.flatnonzero((x0 < lower) | (x0 > upper))
-    if outside.size:            # as scipy.optimize.minimize: clip into the bounds, with a warning
-        i = outside[0]
-        warnings.warn(f"x0 lies outside the bounds at {outside.size} entries (first: index {i}, {x0[i]} not in "
-                      f"[{lower[i]}, {upper[i]}]); clipped into the bounds", RuntimeWarning, stacklevel=3)
-        x0 = np.clip(x0, lower, upper)
-    if method == "trust-reflective":
-        fixed = np.flatnonzero(lower == upper)
-        if fixed.size:
-            raise ValueError(f"trust-reflective needs lower < upper; equal bounds at indices {fixed[:5].tolist()} "
-                             "(remove fixed variables from the parameter vector)")
-        # strictly feasible start: move points on a bound inside by a relative 1e-10
-        step = 1e-10 * np.maximum(1.0, np.abs(x0))
-        with np.errstate(invalid="ignore"):
-            middle = np.where(np.isfinite(lower) & np.isfinite(upper), 0.5 * (lower + upper), x0)
-        x0 = np.where(x0 <= lower, np.minimum(lower + step, middle), x0)
-        x0 = np.where(x0 >= upper, np.maximum(upper - step, middle), x0)
-    return x0
-
-
 def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, callback=None,
-             jac=None, hess=None, hessp=None, checkpoint=None, resume=None) -> OptimizeResult:
+             jac=None, hess=None, hessp=None, checkpoint=None, resume=None, residual=None,
+             residual_jacobian=None) -> OptimizeResult:
     """Minimise ``fun`` (flat float64 tensor -> 0-d tensor) from ``x0``.
 
     * ``method``: one of ``METHODS`` (trust-exact, trust-ncg, trust-krylov, trust-reflective,
       newton-damped, newton-exact, saddle-free-newton, adam, bfgs (invfem's O(n^2) BFGS),
-      scipy-bfgs, l-bfgs-b).
+      scipy-bfgs, l-bfgs-b, and on residuals trf, dogbox, lm).
+    * ``residual(x) -> (m,)`` and ``residual_jacobian(x) -> (m, n)`` (None: by ``torch.func``)
+      of a loss ``fun = ||residual||^2`` (a :class:`~invfem.problem.Problem`'s ``residual`` and
+      ``jacobian``): the least-squares methods ``trf``, ``dogbox``, ``lm`` run
+      :mod:`invfem.optim.least_squares` on them and report ``f = ||r||^2`` (robust losses:
+      twice scipy's cost); ``hess="gauss-newton"`` gives the Hessian methods ``2 J^T J``.
     * ``bounds``: ``(lower, upper)`` (tensors, arrays or scalars; +-inf allowed) or
       ``scipy.optimize.Bounds``; only trust-reflective and l-bfgs-b accept them. An x0
       outside them is clipped into them with a warning (as scipy does); trust-reflective
@@ -166,7 +110,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     ``nfev``, ``njev``, ``nhev``, ``status`` (0 converged, 1 maxiter, 2 callback, 3 radius
     collapsed, 4 non-finite loss, 5 scipy stopped, 6 line search failed, 8 the predicted
     reduction is at f's round-off; 7 is no longer used), ``message``,
-    ``success`` (status 0 or 8), ``history``.
+    ``success`` (status 0 or 8; least squares also 9 ftol, 10 xtol, 11 both, not 12 max_nfev),
+    ``history``.
 
     The first call keeps freed memory in the process for reuse (:func:`invfem.runtime.reuse_freed_memory`).
     """
@@ -183,51 +128,63 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     if not np.all(np.isfinite(x0)):
         raise ValueError(f"x0 contains NaN or inf at indices {np.flatnonzero(~np.isfinite(x0))[:5].tolist()}")
     n = x0.shape[0]
+    if spec.derivatives == "jacobian":
+        if residual is None:
+            raise ConfigError(f"method {method!r} works on residuals: pass residual= (a Problem's residual; "
+                              "its loss must be ||residual||^2)")
+        check_method(method, opts, bounds is not None)
+    if isinstance(hess, str):
+        hess = _named_hessian(hess, residual, residual_jacobian)
     if bounds is not None:
         if not spec.bounds:
             raise ConfigError(f"method {method!r} does not take bounds; use one of "
                               f"{sorted(k for k, m in METHODS.items() if m.bounds)}")
-        lower, upper = _bounds(bounds, n)
-        x0 = _interior(x0, lower, upper, method)
+        lower, upper = parse_bounds(bounds, n)
+        x0 = interior_start(x0, lower, upper, strictly=method in ("trust-reflective", "trf"))
         bounds = (lower, upper)
-    elif method == "trust-reflective":
+    elif method in ("trust-reflective", "trf", "dogbox", "lm"):
         bounds = (np.full(n, -np.inf), np.full(n, np.inf))
     if resume is not None and resume.get("method") != method:
         raise ConfigError(f"cannot resume a {resume.get('method')!r} run with method {method!r}")
-    oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None),
-                    device=device)
-    if checkpoint is not None:              # every saved state names its method
-        checkpoint = Checkpoint(_untimed(lambda state, save=checkpoint.save: save({**state, "method": method}),
-                                         oracle), checkpoint.every, checkpoint.seconds)
-    if callback is not None:
-        callback = _untimed(callback, oracle)
+    if spec.derivatives == "jacobian":
+        oracle = ResidualOracle(residual, n, jac=residual_jacobian, loss=opts.loss, f_scale=opts.f_scale,
+                                value_scale=2.0, device=device)
+    else:
+        oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None),
+                        device=device)
+    callback, checkpoint = run_hooks(callback, checkpoint, oracle, method)
     # The heavy algebra is torch's; numpy/scipy (OpenBLAS) only do vector work and the scipy
     # baselines' bookkeeping. Two BLAS thread pools spin against each other on a small
     # machine (L-BFGS-B measured 27 ms/iteration instead of 5 on 2 cores), so OpenBLAS gets one.
     with threadpool_limits(limits=spec.host_blas_threads, user_api="blas"):
-        x, f, g, status, history = _run(spec, opts, oracle, x0, bounds, callback, checkpoint, resume)
+        x, f, g, status, history = _run(spec, opts, oracle, x0, bounds, callback, checkpoint, resume, method)
     message = STATUS_MESSAGES.get(status) or _EXTRA_STATUS[status]
     optimality = history[-1]["gnorm"]
     return OptimizeResult(x=torch.as_tensor(x, device=device), fun=float(f), jac=torch.as_tensor(g, device=device),
                           nit=len(history) - 1,
                           nfev=oracle.nfev, njev=oracle.njev, nhev=oracle.nhev, status=status, message=message,
-                          success=status in (0, STATUS_ROUNDOFF), optimality=optimality, history=history, method=method)
+                          success=status in SUCCESS, optimality=optimality, history=history, method=method)
 
 
-def _untimed(fn, oracle):
-    """``fn`` with its time left out of the run's clock (``oracle.paused``): a callback's
-    diagnostics or a checkpoint's write are not the method's cost."""
-    def wrapped(*args):
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            oracle.paused += time.perf_counter() - t0
-    return wrapped
+def _named_hessian(name, residual, residual_jacobian):
+    """``hess="gauss-newton"``: ``2 J^T J`` of ``loss = ||r||^2`` from the residual Jacobian."""
+    if name != "gauss-newton":
+        raise ConfigError(f"hess must be a callable or 'gauss-newton', got {name!r}")
+    if residual is None:
+        raise ConfigError("hess='gauss-newton' needs residual= (and ideally residual_jacobian=)")
+    jacobian = residual_jacobian if residual_jacobian is not None else (
+        lambda x: _auto_jacobian(residual, x, int(residual(x).shape[0])))
+
+    def gauss_newton(x):
+        j = jacobian(x)
+        return 2.0 * (j.T @ j)
+    return gauss_newton
 
 
-def _run(spec, opts, oracle, x0, bounds, callback, checkpoint=None, resume=None):
-    """The method's runner (baselines) or the trust-region loop with its model."""
+def _run(spec, opts, oracle, x0, bounds, callback, checkpoint=None, resume=None, method=None):
+    """The method's runner (baselines), a least-squares model, or the trust-region loop with its model."""
+    if spec.derivatives == "jacobian":
+        return run_least_squares(oracle, x0, method, opts, bounds, callback, checkpoint, resume)
     if spec.runner is not None:
         scipy_bounds = list(zip(*bounds)) if bounds is not None else None
         return spec.runner(oracle, x0, opts, callback, scipy_bounds, checkpoint=checkpoint, resume=resume)

@@ -65,3 +65,25 @@ def restore_common(oracle, state: dict, runner: str):
     start = time.perf_counter() - float(state["elapsed"])
     return (start, [dict(h) for h in state["history"]], int(state["iteration"]),
             np.array(state["x"], dtype=np.float64), float(state["f"]), np.array(state["g"], dtype=np.float64))
+
+
+def untimed(fn, oracle):
+    """``fn`` with its time left out of the run's clock (``oracle.paused``): a callback's
+    diagnostics or a checkpoint's write are not the method's cost."""
+    def wrapped(*args):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            oracle.paused += time.perf_counter() - t0
+    return wrapped
+
+
+def run_hooks(callback, checkpoint, oracle, method: str):
+    """``(callback, checkpoint)`` of a run, untimed, every saved state naming its ``method``."""
+    if checkpoint is not None:
+        checkpoint = Checkpoint(untimed(lambda state, save=checkpoint.save: save({**state, "method": method}), oracle),
+                                checkpoint.every, checkpoint.seconds)
+    if callback is not None:
+        callback = untimed(callback, oracle)
+    return callback, checkpoint

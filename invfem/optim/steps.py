@@ -30,6 +30,7 @@ class Step:
     inner_iterations: int = 0
     hard_case: bool = False
     negative_curvature: bool = False
+    x_new: np.ndarray | None = None   # the trial point, where it is not x + p to round-off (a bound hit exactly)
 
 
 def _from_solution(H, g, sol) -> Step:

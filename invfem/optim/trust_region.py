@@ -14,7 +14,13 @@ forms rho = (f(x) - f(x + p) - correction) / predicted, and
 It stops when the optimality measure is below gtol (status 0), after maxiter iterations
 (1), when the callback asks (2), when the radius drops below xtol (1 + ||x||) (3), or when
 the model's predicted change is at the round-off of f and its step no longer lowers the
-optimality measure (8). Below f's round-off rho is noise: such steps are taken while they
+optimality measure (8). Least-squares methods (:mod:`invfem.optim.least_squares`) also
+stop on scipy's tests after a trial: ``ftol`` (an accepted step with rho > 1/4 lowered f by
+less than ftol f: 9), ``step_xtol`` (a step shorter than xtol (xtol + ||x||): 10; both: 11),
+or after ``max_nfev`` evaluations of f (12); they shrink the radius from the failed step's
+length (``shrink_from_step``), as scipy's ``trf`` and Moré's Levenberg–Marquardt do.
+
+Below f's round-off rho is noise: such steps are taken while they
 still lower ||g|| (the model is exact at that scale), and the run stops at the first that
 does not — instead of shrinking the radius through rejected steps (a converged
 least-squares fit with f* ~ 1e5 spent 9 such iterations before this test).
@@ -37,6 +43,10 @@ STATUS_MESSAGES = {
     2: "stopped by callback",
     3: "trust radius below xtol (1 + ||x||): no further decrease representable",
     8: "predicted reduction at the round-off of f: converged as far as f can show",
+    9: "ftol termination condition is satisfied (relative reduction of f below ftol)",
+    10: "xtol termination condition is satisfied (step below xtol (xtol + ||x||))",
+    11: "both ftol and xtol termination conditions are satisfied",
+    12: "maximum number of function evaluations reached",
 }
 
 STATUS_ROUNDOFF = 8
@@ -58,6 +68,10 @@ class LoopSettings:
     expand: float = 2.0
     shrink_below: float = 0.25
     expand_above: float = 0.75
+    ftol: float = 0.0               # least squares: stop once an accepted step lowers f by < ftol f
+    step_xtol: float = 0.0          # least squares: stop at a step shorter than step_xtol (step_xtol + ||x||)
+    max_nfev: int | None = None     # stop after this many evaluations of f
+    shrink_from_step: bool = False  # shrink to shrink * ||step|| (scipy trf, Moré's LM) instead of the radius
 
     @classmethod
     def from_options(cls, o):
@@ -104,6 +118,9 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         if model.optimality < settings.gtol:
             status = 0
             break
+        if settings.max_nfev is not None and oracle.nfev >= settings.max_nfev:
+            status = 12
+            break
         step = model.step(radius)
         if abs(step.predicted) <= ROUNDOFF * abs(f) or step.norm == 0:
             # rho is round-off noise here, but the quadratic model is exact at this scale: take
@@ -120,7 +137,8 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
                 status = 2
                 break
             continue
-        f_trial = oracle.value(x + step.p)
+        x_trial = x + step.p if step.x_new is None else step.x_new
+        f_trial = oracle.value(x_trial)
         finite = math.isfinite(f_trial)
         if finite and step.predicted > 0:
             rho = (f - f_trial - step.correction) / step.predicted
@@ -132,12 +150,16 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         if not finite:
             radius = settings.shrink * min(radius, step.norm)
         elif rho < settings.shrink_below:
-            radius = settings.shrink * radius if math.isfinite(radius) else radius
+            if settings.shrink_from_step:
+                radius = settings.shrink * step.norm
+            elif math.isfinite(radius):
+                radius = settings.shrink * radius
         elif rho > settings.expand_above and step.hits_boundary:
             radius = min(settings.expand * radius, settings.max_radius)
         accepted = finite and (rho > settings.eta or settings.eta == -math.inf)
+        stop = _tolerance_status(settings, f, f_trial, rho, float(np.linalg.norm(step.p)), x) if finite else None
         if accepted:
-            x = x + step.p
+            x = x_trial
             f, g = oracle.value_and_grad(x)
             if not np.all(np.isfinite(g)):
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
@@ -151,6 +173,9 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         if callback is not None and callback({**entry, "x": oracle.tensor(x.copy())}):
             status = 2
             break
+        if stop is not None:
+            status = stop
+            break
         if radius < settings.xtol * (1 + np.linalg.norm(x)):
             status = 3
             break
@@ -159,12 +184,19 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
     return x, f, g, status, history
 
 
+def _tolerance_status(settings, f, f_trial, rho, step_norm, x):
+    """scipy's least-squares tests after a trial (``check_termination``): 9 ftol, 10 xtol, 11 both, else None."""
+    ftol = settings.ftol > 0 and f - f_trial < settings.ftol * f and rho > 0.25
+    xtol = settings.step_xtol > 0 and step_norm < settings.step_xtol * (settings.step_xtol + float(np.linalg.norm(x)))
+    return 11 if ftol and xtol else 9 if ftol else 10 if xtol else None
+
+
 def _roundoff_step(oracle, x, f, step, model, build_model):
     """The step of a model whose predicted change is below f's round-off: (x, f, g, model) after
     it when f does not rise beyond round-off and the optimality measure drops, else None (stop)."""
     if step.norm == 0:
         return None
-    x_new = x + step.p
+    x_new = x + step.p if step.x_new is None else step.x_new
     f_new, g_new = oracle.trial_value_and_grad(x_new)
     if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not np.all(np.isfinite(g_new)):
         return None
