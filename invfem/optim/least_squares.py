@@ -256,6 +256,9 @@ def run_least_squares(oracle: ResidualOracle, x0: np.ndarray, method: str, opts:
             raise NonFiniteError(f"residuals are not finite at x0 ({bad.size} entries, first at index {bad[0]})")
         radius = initial_radius(method, model_cls(oracle, x0, None, opts, bounds), x0)
     else:
+        # the model at the saved x was paid for before the checkpoint: linearize now, and the
+        # loop's restore sets the counters back to the state's
+        oracle.linearization(np.asarray(resume["x"], dtype=np.float64))
         radius = 1.0                    # the state's radius is restored by the loop
     settings = settings_for(method, opts, n, radius)
     return trust_region(oracle, x0, lambda x, g, previous: model_cls(oracle, x, g, opts, bounds, previous=previous),
