@@ -108,6 +108,21 @@ class ObservationMisfit:
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         return (self.weight * self.residual(u) ** 2).sum()
 
+    def weighted_residual(self, u: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 (B u - d)``: the misfit is its squared norm (``(B u - d) / (sqrt(2) sigma)`` for :meth:`gaussian`)."""
+        return torch.sqrt(torch.as_tensor(self.weight, dtype=torch.float64, device=self.data.device)) * self.residual(u)
+
+    def residual_jacobian(self, sens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 B S`` ``(n_obs, P)`` for a state sensitivity ``S`` stored on a subset of rows
+        (``rows[i]``: the row of ``sens`` holding flat state entry ``i``; ``>= len(sens)``: none, a
+        Dirichlet dof or data, whose sensitivity is zero), as :meth:`add_hessian_product`."""
+        obs = self.observation
+        r = rows[obs.cols]
+        keep = r < sens.shape[0]
+        out = sens.new_zeros(obs.n, sens.shape[1]).index_add_(0, obs.rows[keep], obs.vals[keep][:, None] * sens[r[keep]])
+        weight = torch.as_tensor(self.weight, dtype=sens.dtype, device=sens.device)
+        return out.mul_(torch.sqrt(weight)[:, None] if weight.ndim else torch.sqrt(weight))
+
     def add_hessian_product(self, out: torch.Tensor, directions: torch.Tensor, rows: torch.Tensor,
                             alpha: float = 1.0) -> torch.Tensor:
         """``out += alpha (Hess m) directions`` where the state lives on a subset of rows:

@@ -19,7 +19,10 @@ class Problem:
     loss : ``theta -> 0-d tensor``, a pure function of ``theta`` (``torch.func``-safe).
     kappa : ``(theta, points) -> coefficient values`` of the learned law, for plots.
     kappa_true : ``points -> values`` of the law that generated the data, if known.
-    residual : ``theta -> residual vector`` for least-squares problems, else None.
+    residual : ``theta -> (m,) residual vector`` with ``loss(theta) == ||residual(theta)||^2``
+        (least-squares methods, Gauss–Newton), else None.
+    jacobian : ``theta -> (m, n)`` Jacobian of ``residual`` (closed form where the problem has
+        structure: no autograd through a solve), else None.
     bounds : ``(lower, upper)`` tensors or None.
     structure : how the loss is built from the network (e.g. a
         :class:`~invfem.structured.CoefficientLoss`), with ``hessian(theta)`` and
@@ -35,6 +38,7 @@ class Problem:
     kappa: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     kappa_true: Callable[[torch.Tensor], torch.Tensor] | None = None
     residual: Callable[[torch.Tensor], torch.Tensor] | None = None
+    jacobian: Callable[[torch.Tensor], torch.Tensor] | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
     structure: object | None = None
     fields: Callable[[torch.Tensor], dict] | None = None

@@ -23,6 +23,7 @@ batched Hessian of :func:`invfem.derivatives.hessian`. Nothing else picks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -104,6 +105,28 @@ class CoefficientLoss:
         """Whether the closed-form network Hessian applies to ``mlp``."""
         return supports_fast_hessian(self.mlp)
 
+    @property
+    def has_residual(self) -> bool:
+        """Whether the outer loss is a sum of squares with a residual (``residual_vector``)."""
+        return has_residual(self.outer)
+
+    def residual(self, theta: torch.Tensor) -> torch.Tensor:
+        """The outer loss's residual at ``kappa_theta``: ``loss(theta) = ||residual(theta)||^2``."""
+        return self.outer.residual_vector(self.mlp(theta, self.points))
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        """``d residual / d theta`` ``(m, P)``: the outer loss's ``residual_jacobian`` applied to the
+        network's closed-form ``J = d kappa / d theta`` (``torch.func.jacrev`` of the network for
+        a network the closed form does not cover). No autograd through a solve."""
+        theta = theta.detach()
+        if self.supported:
+            terms = network_terms(self.mlp, theta, self.points)
+            kappa, jac = terms.kappa, terms.jac
+        else:
+            kappa = self.mlp(theta, self.points)
+            jac = torch.func.jacrev(lambda t: self.mlp(t, self.points))(theta).reshape(kappa.numel(), -1)
+        return self.outer.residual_jacobian(kappa.detach(), jac)
+
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact ``(P, P)`` Hessian at ``theta``."""
         theta = theta.detach()
@@ -157,6 +180,19 @@ class RegularizedLoss:
         h.diagonal().add_(2.0 * self.alpha)
         return h
 
+    @property
+    def has_residual(self) -> bool:
+        return has_residual(self.structure)
+
+    def residual(self, theta: torch.Tensor) -> torch.Tensor:
+        """The structure's residual and ``alpha^1/2 theta`` (the prior as rows)."""
+        return torch.cat([self.structure.residual(theta), math.sqrt(self.alpha) * theta])
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        jac = self.structure.jacobian(theta)
+        eye = torch.eye(theta.shape[0], dtype=jac.dtype, device=jac.device).mul_(math.sqrt(self.alpha))
+        return torch.cat([jac, eye])
+
 
 @dataclass(frozen=True, eq=False)
 class PositiveCoefficient:
@@ -186,3 +222,24 @@ class PositiveCoefficient:
     def linearize(self, kappa: torch.Tensor) -> Linearization:
         self.check(kappa)
         return linearize(self.outer, kappa)
+
+    @property
+    def has_residual(self) -> bool:
+        return has_residual(self.outer)
+
+    def residual_vector(self, kappa: torch.Tensor) -> torch.Tensor:
+        self.check(kappa)
+        return self.outer.residual_vector(kappa)
+
+    def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        self.check(kappa)
+        return self.outer.residual_jacobian(kappa, jac)
+
+
+def has_residual(loss) -> bool:
+    """Whether a loss (or an outer loss of kappa) is a sum of squares that exposes its residual
+    (``residual``/``jacobian`` of theta, or ``residual_vector``/``residual_jacobian`` of kappa)."""
+    flag = getattr(loss, "has_residual", None)
+    if flag is not None:
+        return bool(flag)
+    return hasattr(loss, "residual_vector") and hasattr(loss, "residual_jacobian")

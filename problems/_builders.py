@@ -24,7 +24,7 @@ from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.stationary import LinearStateLoss
 from invfem.nn import MLP
 from invfem.problem import Problem
-from invfem.structured import CoefficientLoss, PositiveCoefficient, RegularizedLoss
+from invfem.structured import CoefficientLoss, PositiveCoefficient, RegularizedLoss, has_residual
 
 from . import _data
 from ._options import HeatOptions, PoissonOptions
@@ -53,12 +53,15 @@ def _where(points: torch.Tensor):
     return lambda q: f"x = ({float(points[q, 0]):.4g}, {float(points[q, 1]):.4g})"
 
 
-def _finish(name, mlp, structure, seed, alpha, kappa_true, info, residual=None, fields=None) -> Problem:
-    """The Problem: ``alpha ||theta||^2`` added where asked, theta0 on the space's device."""
+def _finish(name, mlp, structure, seed, alpha, kappa_true, info, fields=None) -> Problem:
+    """The Problem: ``alpha ||theta||^2`` added where asked (as ``alpha^1/2 theta`` residual rows),
+    theta0 on the space's device, the residual and its Jacobian where the loss is a sum of squares."""
     loss = RegularizedLoss(structure, alpha) if alpha > 0 else structure
     space = info["space"]
+    least_squares = has_residual(loss)
     return Problem(name=name, theta0=mlp.init(seed, space.device), loss=loss, kappa=mlp, kappa_true=kappa_true,
-                   residual=residual, structure=loss, fields=fields,
+                   residual=loss.residual if least_squares else None,
+                   jacobian=loss.jacobian if least_squares else None, structure=loss, fields=fields,
                    info={"n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
                          "n_params": mlp.n_params, "regularization": alpha, **info})
 
@@ -111,7 +114,6 @@ def _residual_poisson(opts, space, stiffness, mlp, obs, seed, info, name) -> Pro
     info.pop("solver", None)                                   # the data's solve is not the loss's
     kappa_at = space.dof_coordinates if opts.coefficient_input == "x" else obs.u_full[:, None]
     return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, opts.coefficient_input), info,
-                   residual=lambda theta: outer.residuals(mlp(theta, outer_points)).reshape(-1),
                    fields=lambda theta: {"u_obs": obs.u_full, "kappa": mlp(theta, kappa_at).detach()})
 
 
@@ -158,7 +160,6 @@ def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
         info.update(snapshots=obs.u_full)
         times = opts.dt * obs.steps.to(torch.float64)
         return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, "x"), info,
-                       residual=lambda theta: outer.residuals(mlp(theta, points)).reshape(-1),
                        fields=lambda theta: {"times": times, "u_obs": obs.u_full,
                                              "kappa": mlp(theta, space.dof_coordinates).detach()})
     structure = CoefficientLoss(mlp, points, PositiveCoefficient(TrajectoryLoss(stepper, u0, obs.misfit), _where(points)))

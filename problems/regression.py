@@ -12,6 +12,8 @@ quadratic outer loss), so its exact Hessian is the closed-form structured one.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from invfem.errors import ConfigError
@@ -36,6 +38,13 @@ class MeanSquaredError:
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
         return torch.mean((values - self.targets) ** 2)
+
+    def residual_vector(self, values: torch.Tensor) -> torch.Tensor:
+        """``(f - y) / N^1/2``: the mean squared error is its squared norm."""
+        return (values - self.targets) / math.sqrt(values.shape[0])
+
+    def residual_jacobian(self, values: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        return jac / math.sqrt(values.shape[0])
 
     def linearize(self, values: torch.Tensor) -> Linearization:
         n = values.shape[0]
@@ -122,7 +131,8 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
             return float(test(mlp(theta, inputs(x_test))))
 
     return Problem(name="regression", theta0=mlp.init(seed, device=device), loss=structure,
-                   kappa=kappa, kappa_true=lambda points: fn(points[:, 0]), structure=structure,
+                   residual=structure.residual, jacobian=structure.jacobian, kappa=kappa,
+                   kappa_true=lambda points: fn(points[:, 0]), structure=structure,
                    info={"points": x, "targets": fn(x), "test_points": x_test, "test_error": test_error,
                          "law_points": (x_test[:, None], torch.ones_like(x_test)), "mlp": mlp, "inputs": inputs,
                          "target": target, "kappa_input": "x", "n_points": n_points})

@@ -56,7 +56,11 @@ def make_problem(seed: int = 0, *, R: float = 2.0, r: float = 1.0, e: float = 0.
         p = position(theta, R, r, e)
         return 0.5 * torch.dot(p, p)
 
-    return Problem(name="torus", theta0=theta0.to(device), loss=loss, kappa=None,
+    def residual(theta):                # loss = ||p / 2^1/2||^2
+        return position(theta, R, r, e) / math.sqrt(2.0)
+
+    return Problem(name="torus", theta0=theta0.to(device), loss=loss, kappa=None, residual=residual,
+                   jacobian=torch.func.jacfwd(residual),
                    info={"R": R, "r": r, "e": e, "stationary_points": stationary_points(R, r, e)})
 
 

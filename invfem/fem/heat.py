@@ -23,7 +23,7 @@ from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import sparse_solve
 from invfem.linalg.dense import symmetric_product
-from invfem.misfit import apply_hessian
+from invfem.misfit import ObservationMisfit, apply_hessian
 from invfem.structured import Linearization
 
 SCHEMES = {"backward-euler": 1.0, "crank-nicolson": 0.5}
@@ -153,11 +153,7 @@ class TrajectoryLoss:
         st = self.stepper
         space, pattern, solver = st.space, st.stiffness.pattern, st.system.solver
         free, n_steps, s, dt = space.free_index, st.n_steps, st.s, st.dt
-        with torch.no_grad():
-            k_values = st.stiffness.values(kappa)
-            a_ff = st.system.condense_matrix(st.mass_values + s * dt * k_values)
-            b_values = st.mass_values - (1 - s) * dt * k_values
-            states = st.trajectory(kappa, self.u0)
+        a_ff, b_ff, b_values, states, coef_u = self._system(kappa)
         m_states = value_and_grad(self.misfit, states)[1]
         lam = states.new_zeros(n_steps + 1, space.n_dofs)           # lambda_k, k = 0..n_steps-1; lambda_n = 0
         rhs = m_states[n_steps][free]
@@ -165,28 +161,18 @@ class TrajectoryLoss:
             lam[k] = space.expand(sparse_solve(a_ff, rhs, solver, transpose=True))
             if k > 0:
                 rhs = m_states[k][free] + pattern.matvec(b_values, lam[k], transpose=True)[free]
-        u_hat = s * states[1:] + (1 - s) * states[:-1]                   # (n_steps, n_dofs)
-        coef_u = st.stiffness.coupling(u_hat)                            # C(u^hat_k), k = 0..n-1
         n_loc = space.element_dofs.shape[0]
         per_step = coef_u.view(coef_u.shape[0], n_steps, n_loc, -1)
         gradient = -dt * torch.einsum("kae,ekaq->eq", lam[:n_steps][:, space.element_dofs], per_step).reshape(-1)
         lam_hat = s * lam[:n_steps] + (1 - s) * lam[1:]                  # lambda^hat_j, j = 1..n (row j - 1)
         coef_lam = st.stiffness.coupling(lam_hat, transpose=True)
-        b_ff = st.system.pattern.csr(st.system.condense_matrix(b_values))
         rows, n_free = space.free_rows, space.n_free
 
         def curvature(jac: torch.Tensor) -> torch.Tensor:
             # Free-row numbering (free dofs first, Dirichlet dofs onto a zero dump row): S^k and
             # Y^k stacked as (n_steps, n_free + 1, P), so the final product needs no index copies.
             n_params = jac.shape[1]
-            # S^k in row k - 1 (S^0 = 0: u0 is data); first the right-hand sides -dt C(u^hat_k) J, then in place
-            sens = space.scatter_points(coef_u, jac, dof_rows=rows).mul_(-dt)
-            for k in range(n_steps):
-                rhs = sens[k, :n_free]
-                if k > 0:
-                    rhs.addmm_(b_ff, sens[k - 1, :n_free])
-                sens[k, :n_free] = sparse_solve(a_ff, rhs, solver)
-            sens[:, n_free] = 0.0
+            sens = self._sensitivities(a_ff, b_ff, coef_u, jac)
             y = space.scatter_points(coef_lam, jac, dof_rows=rows).mul_(-dt)     # -dt C(lambda^hat_j)^T J
             self._add_half_hessian(y, states, sens)
             y[:, n_free] = 0.0
@@ -194,16 +180,64 @@ class TrajectoryLoss:
 
         return Linearization(gradient=gradient, curvature=curvature)
 
+    def _system(self, kappa: torch.Tensor):
+        """``(a_ff, b_ff, b_values, states, coef_u)``: the step matrices (A's free block values, B's
+        free block as CSR, B's full values), the trajectory and ``C(u^hat_k)`` of every step, at ``kappa``."""
+        st = self.stepper
+        s, dt = st.s, st.dt
+        with torch.no_grad():
+            k_values = st.stiffness.values(kappa)
+            a_ff = st.system.condense_matrix(st.mass_values + s * dt * k_values)
+            b_values = st.mass_values - (1 - s) * dt * k_values
+            states = st.trajectory(kappa, self.u0)
+        coef_u = st.stiffness.coupling(s * states[1:] + (1 - s) * states[:-1])      # C(u^hat_k), k = 0..n-1
+        return a_ff, st.system.pattern.csr(st.system.condense_matrix(b_values)), b_values, states, coef_u
+
+    def _sensitivities(self, a_ff, b_ff, coef_u, jac: torch.Tensor) -> torch.Tensor:
+        """The sensitivity trajectory ``A S^{k+1} = B S^k - dt C(u^hat_k) J`` (``S^0 = 0``: u0 is data),
+        ``(n_steps, n_free + 1, P)`` in free-row numbering (row n_free: a zero dump row), S^k in
+        row k - 1: ``n_steps`` solves with ``P`` right-hand sides on ONE factorization."""
+        st = self.stepper
+        space, n_free = st.space, st.space.n_free
+        sens = space.scatter_points(coef_u, jac, dof_rows=space.free_rows).mul_(-st.dt)
+        for k in range(st.n_steps):
+            rhs = sens[k, :n_free]
+            if k > 0:
+                rhs.addmm_(b_ff, sens[k - 1, :n_free])
+            sens[k, :n_free] = sparse_solve(a_ff, rhs, st.system.solver)
+        sens[:, n_free] = 0.0
+        return sens
+
+    def _state_rows(self, n_rows: int, dump: int, device) -> torch.Tensor:
+        """Flat state index ``k n_dofs + dof`` -> row ``(k - 1) n_rows + free_rows[dof]`` of a stacked
+        free-row layout; step 0 (data) onto ``dump``."""
+        space, n_steps = self.stepper.space, self.stepper.n_steps
+        step = torch.arange(n_steps + 1, device=device)[:, None]
+        return torch.where(step > 0, (step - 1) * n_rows + space.free_rows[None, :], dump).reshape(-1)
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether the misfit is a sum of squares of observations (an ObservationMisfit)."""
+        return isinstance(self.misfit, ObservationMisfit)
+
+    def residual_vector(self, kappa: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 (B states - d)``: the loss is its squared norm."""
+        return self.misfit.weighted_residual(self.stepper.trajectory(kappa, self.u0))
+
+    def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 B S`` over the sensitivity trajectory (:meth:`_sensitivities`)."""
+        a_ff, b_ff, _, _, coef_u = self._system(kappa)
+        sens = self._sensitivities(a_ff, b_ff, coef_u, jac)
+        flat = sens.view(-1, sens.shape[-1])
+        return self.misfit.residual_jacobian(flat, self._state_rows(sens.shape[1], flat.shape[0], flat.device))
+
     def _add_half_hessian(self, y: torch.Tensor, states: torch.Tensor, sens: torch.Tensor) -> None:
         """``Y^k += (1/2) Hess misfit (states) S`` for the stacked free-row layout of ``curvature``."""
         space, n_steps = self.stepper.space, self.stepper.n_steps
         n_rows = space.n_free + 1
         if hasattr(self.misfit, "add_hessian_product"):
-            # flat state index k * n_dofs + dof -> row (k - 1) * n_rows + free_rows[dof]; step 0 is data
-            step = torch.arange(n_steps + 1, device=y.device)[:, None]
-            flat_rows = torch.where(step > 0, (step - 1) * n_rows + space.free_rows[None, :], y.numel())
-            self.misfit.add_hessian_product(y.view(-1, y.shape[-1]), sens.view(-1, y.shape[-1]), flat_rows.reshape(-1),
-                                            alpha=0.5)
+            self.misfit.add_hessian_product(y.view(-1, y.shape[-1]), sens.view(-1, y.shape[-1]),
+                                            self._state_rows(n_rows, y.numel(), y.device), alpha=0.5)
             return
         full = sens.new_zeros(n_steps + 1, space.n_dofs, sens.shape[-1])
         full[1:, space.free_index] = sens[:, :-1]

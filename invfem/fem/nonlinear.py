@@ -27,10 +27,10 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.errors import (ConvergenceError, NonFiniteError, NonPositiveCoefficientError, NoStateError,
                            SingularMatrixError)
-from invfem.fem.operators import DirichletSystem, load_vector, stiffness_map
+from invfem.fem.operators import DirichletSystem, load_vector, state_sensitivity, stiffness_map
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
-from invfem.misfit import add_hessian_on_free_rows
+from invfem.misfit import ObservationMisfit, add_hessian_on_free_rows
 from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
 
 
@@ -211,6 +211,27 @@ class NewtonStateLoss:
     def supported(self) -> bool:
         """Whether the closed-form network algebra applies (a one-input, one-output invfem MLP)."""
         return supports_fast_hessian(self.mlp) and self.mlp.widths[0] == 1
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether the misfit is a sum of squares of observations (an ObservationMisfit)."""
+        return isinstance(self.misfit, ObservationMisfit)
+
+    def residual(self, theta: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 (B u - d)``: the loss is its squared norm."""
+        return self.misfit.weighted_residual(self.pde.solution(self.mlp, theta))
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 B S``, ``S = -R_u^{-1} C(u) J`` with ``J = d kappa_theta(u_q) / d theta`` at fixed
+        ``u_q`` (closed form): one P-column solve on the Newton Jacobian's factorization."""
+        theta = theta.detach()
+        pde, mlp = self.pde, self.mlp
+        u = pde.state(mlp, theta)
+        kq, dkq = pde._state(lambda z: mlp(theta, z), u)
+        jac = network_terms(mlp, theta, pde.space.interpolate(u)[:, None]).jac
+        sens = state_sensitivity(pde.space, pde.jacobian_values(u, kq, dkq), pde.system.solver,
+                                 pde.stiffness.coupling(u), jac)
+        return self.misfit.residual_jacobian(sens, pde.space.free_rows)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact ``(P, P)`` Hessian at ``theta`` (class docstring)."""

@@ -157,3 +157,13 @@ class DirichletSystem:
         """Full nodal solution of ``A(values) u = rhs`` with ``u = u_dirichlet`` on the Dirichlet dofs."""
         u_free = sparse_solve(self.condense_matrix(values), self.condense_rhs(values, rhs, u_dirichlet), self.solver)
         return self.space.expand(u_free, u_dirichlet)
+
+
+def state_sensitivity(space: FunctionSpace, a_ff: torch.Tensor, solver: SparseSolver, coupling: torch.Tensor,
+                      jac: torch.Tensor) -> torch.Tensor:
+    """``S = du/dtheta = -A^{-1} C(v) J`` on the free dofs, ``(n_free, P)``: the state sensitivity
+    of ``A u = F`` to a coefficient ``kappa_theta`` at the quadrature points, by ONE solve with
+    ``P`` right-hand sides on the cached factorization of ``A`` (``a_ff``: the free block's
+    values; ``coupling``: ``C(v)[:, q] = (dA/dkappa_q) v`` in element form; ``jac = dkappa/dtheta``)."""
+    c_j = space.scatter_points(coupling, jac, dof_rows=space.free_rows)[0, :space.n_free]
+    return sparse_solve(a_ff, c_j, solver).neg_()

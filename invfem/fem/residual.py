@@ -55,6 +55,18 @@ class LinearResidualLoss:
     def __call__(self, kappa: torch.Tensor) -> torch.Tensor:
         return (self.residuals(kappa) ** 2).sum()
 
+    has_residual = True
+
+    def residual_vector(self, kappa: torch.Tensor) -> torch.Tensor:
+        """All residuals, flat ``(K len(rows),)``: the loss is their squared norm."""
+        return self.residuals(kappa).reshape(-1)
+
+    def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        """``(C(v_k) J)_rows`` stacked over k: the residual is affine in kappa (no solve)."""
+        space = self.operator.space
+        products = space.scatter_points(self.coupling(), jac, dof_rows=self._row_map(space))
+        return products[:, :self.rows.numel()].reshape(-1, jac.shape[1])
+
     def _row_map(self, space) -> torch.Tensor:
         if "_rows_of_dofs" not in self.__dict__:
             row_map = torch.full((space.n_dofs,), self.rows.numel(), dtype=torch.int64, device=self.rows.device)

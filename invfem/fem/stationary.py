@@ -26,10 +26,10 @@ from typing import Callable
 import torch
 
 from invfem.derivatives import value_and_grad
-from invfem.fem.operators import BilinearMap, DirichletSystem
+from invfem.fem.operators import BilinearMap, DirichletSystem, state_sensitivity
 from invfem.linalg import sparse_solve
 from invfem.linalg.dense import symmetric_product
-from invfem.misfit import add_hessian_on_free_rows
+from invfem.misfit import ObservationMisfit, add_hessian_on_free_rows
 from invfem.structured import Linearization
 
 
@@ -54,6 +54,24 @@ class LinearStateLoss:
 
     def __call__(self, kappa: torch.Tensor) -> torch.Tensor:
         return self.misfit(self.solve(kappa))
+
+    @property
+    def has_residual(self) -> bool:
+        """Whether the misfit is a sum of squares of observations (an ObservationMisfit)."""
+        return isinstance(self.misfit, ObservationMisfit)
+
+    def residual_vector(self, kappa: torch.Tensor) -> torch.Tensor:
+        """``w^1/2 (B u - d)``: the loss is its squared norm."""
+        return self.misfit.weighted_residual(self.solve(kappa))
+
+    def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
+        """``d residual / d theta = w^1/2 B S`` with ``S = -A^{-1} C(u) J`` (one P-column solve)."""
+        system, space = self.system, self.system.space
+        with torch.no_grad():
+            values = self.operator.values(kappa)
+            u = self.solve(kappa)
+        sens = state_sensitivity(space, system.condense_matrix(values), system.solver, self.operator.coupling(u), jac)
+        return self.misfit.residual_jacobian(sens, space.free_rows)
 
     def linearize(self, kappa: torch.Tensor) -> Linearization:
         """State, adjoint and gradient at ``kappa``, and ``J -> J^T (Hess outer) J`` (module docstring).
