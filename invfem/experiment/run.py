@@ -151,7 +151,8 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
         bar = _IterationBar(METHODS[config.method].options, config, seed) if progress else None
         try:
             result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
-                              hess=exact_hessian.function if dense else None, bounds=problem.bounds, callback=bar)
+                              hess=exact_hessian.function if dense else None, bounds=problem.bounds, callback=bar,
+                              residual=problem.residual, residual_jacobian=problem.jacobian)
         finally:
             if bar is not None:
                 bar.close()

@@ -134,7 +134,9 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
                               "its loss must be ||residual||^2)")
         check_method(method, opts, bounds is not None)
     if isinstance(hess, str):
-        hess = _named_hessian(hess, residual, residual_jacobian)
+        hess = curvature(hess, fun, None, residual, residual_jacobian)
+    elif getattr(opts, "hessian", "exact") != "exact":
+        hess = curvature(opts.hessian, fun, hess, residual, residual_jacobian)
     if bounds is not None:
         if not spec.bounds:
             raise ConfigError(f"method {method!r} does not take bounds; use one of "
@@ -166,19 +168,39 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
                           success=status in SUCCESS, optimality=optimality, history=history, method=method)
 
 
-def _named_hessian(name, residual, residual_jacobian):
-    """``hess="gauss-newton"``: ``2 J^T J`` of ``loss = ||r||^2`` from the residual Jacobian."""
-    if name != "gauss-newton":
-        raise ConfigError(f"hess must be a callable or 'gauss-newton', got {name!r}")
+def curvature(kind: str, fun, exact, residual, residual_jacobian):
+    """The dense curvature of ``fun = ||r||^2`` a Hessian method uses: ``"gauss-newton"``
+    (``2 J^T J``), ``"auto"`` (Fletcher–Xu: ``2 J^T J`` while the loss falls by at least a fifth
+    per accepted step, else ``exact``: the given Hessian, or the generic one of ``fun``) or
+    ``"exact"``."""
+    from invfem.derivatives import hessian as generic_hessian
+    from invfem.optim.options import CURVATURES
+    if kind not in CURVATURES:
+        raise ConfigError(f"hess must be a callable or one of {list(CURVATURES)}, got {kind!r}")
+    exact = exact if exact is not None else (lambda x: generic_hessian(fun, x))
+    if kind == "exact":
+        return exact
     if residual is None:
-        raise ConfigError("hess='gauss-newton' needs residual= (and ideally residual_jacobian=)")
+        raise ConfigError(f"hessian {kind!r} needs residual= (a Problem's residual; its loss must be ||residual||^2)")
     jacobian = residual_jacobian if residual_jacobian is not None else (
         lambda x: _auto_jacobian(residual, x, int(residual(x).shape[0])))
 
     def gauss_newton(x):
         j = jacobian(x)
         return 2.0 * (j.T @ j)
-    return gauss_newton
+
+    if kind == "gauss-newton":
+        return gauss_newton
+    last = {"f": None}
+
+    def switched(x):
+        with torch.no_grad():
+            r = residual(x)
+        f = float(r @ r)
+        slow = last["f"] is not None and last["f"] - f < 0.2 * last["f"]
+        last["f"] = f
+        return exact(x) if slow else gauss_newton(x)
+    return switched
 
 
 def _run(spec, opts, oracle, x0, bounds, callback, checkpoint=None, resume=None, method=None):

@@ -40,12 +40,13 @@ def check_stages(stages) -> list[tuple[str, dict]]:
 
 
 def minimize_chain(fun, x0, stages, hess=None, hessp=None, bounds=None, callback=None, checkpoint=None,
-                   resume=None) -> OptimizeResult:
+                   resume=None, residual=None, residual_jacobian=None) -> OptimizeResult:
     """Run ``stages`` — (method, options) pairs — one after the other from ``x0``.
 
     ``hess``/``hessp`` go to the stages whose method consumes them; ``bounds`` to those that
-    take bounds (the others run unbounded). ``callback`` sees the joined iteration numbers
-    and times. ``checkpoint``/``resume`` as for :func:`minimize`.
+    take bounds (the others run unbounded); ``residual``/``residual_jacobian`` to every stage
+    (the least-squares methods and Gauss–Newton curvature use them). ``callback`` sees the
+    joined iteration numbers and times. ``checkpoint``/``resume`` as for :func:`minimize`.
     """
     stages = check_stages(stages)
     done, start_stage, inner = [], 0, None
@@ -76,7 +77,8 @@ def minimize_chain(fun, x0, stages, hess=None, hessp=None, bounds=None, callback
                           hess=hess if spec.derivatives == "hessian" else None,
                           hessp=hessp if spec.derivatives == "hvp" else None,
                           bounds=bounds if spec.bounds else None, callback=stage_callback,
-                          checkpoint=stage_checkpoint, resume=inner if i == start_stage else None)
+                          checkpoint=stage_checkpoint, resume=inner if i == start_stage else None,
+                          residual=residual, residual_jacobian=residual_jacobian)
         inner = None
         history = [shifted(h) for h in result.history]
         done.append({"method": method, "nit": int(result.nit), "status": int(result.status),

@@ -31,6 +31,10 @@ def _count(name, value, allow_none=False):
         raise ConfigError(f"option {name} must be a positive integer, got {value!r}")
 
 
+#: the curvature a trust-region method may use on a least-squares loss
+CURVATURES = ("exact", "gauss-newton", "auto")
+
+
 @dataclass(frozen=True)
 class TrustRegionOptions:
     """Outer-loop settings shared by every trust-region method.
@@ -39,7 +43,11 @@ class TrustRegionOptions:
     first-order optimality measure (||g||, or ||v g|| with bounds) is below it.  ``xtol``:
     stop when the radius falls below ``xtol * (1 + ||x||)`` (no further progress is
     representable).  ``hessian_chunk``: directions per vmapped HVP when the dense Hessian
-    is built by ``torch.func``.
+    is built by ``torch.func``.  ``hessian``: the curvature of a least-squares loss
+    ``||r||^2`` — ``"exact"`` (the problem's Hessian), ``"gauss-newton"`` (``2 J^T J`` from
+    the residual Jacobian) or ``"auto"`` (Fletcher & Xu 1987: Gauss–Newton while an accepted
+    step lowers the loss by at least a fifth, the exact Hessian where it does not — the
+    large-residual regime); the last two need ``minimize(..., residual=...)``.
     """
 
     initial_radius: float = 1.0
@@ -53,8 +61,11 @@ class TrustRegionOptions:
     shrink_below: float = 0.25
     expand_above: float = 0.75
     hessian_chunk: int | None = None
+    hessian: str = "exact"
 
     def __post_init__(self):
+        if self.hessian not in CURVATURES:
+            raise ConfigError(f"option hessian must be one of {list(CURVATURES)}, got {self.hessian!r}")
         _positive("initial_radius", self.initial_radius)
         _positive("max_radius", self.max_radius)
         if self.initial_radius > self.max_radius:
@@ -81,17 +92,27 @@ class TrustExactOptions(TrustRegionOptions):
     Subproblem stops when | ||p|| - radius | <= k_easy * radius, or (hard case) when the
     boundary step is within a factor k_hard of the optimal model value; at most
     ``subproblem_maxiter`` factorizations per subproblem.
+
+    Lazy Hessians (Doikov, Chayti & Jaggi 2023): ``hessian_every = m`` keeps the Hessian of
+    an iterate for the next ``m - 1`` accepted steps (the gradient is always fresh; rejected
+    steps never recompute it), and ``hessian_refresh_rho`` > 0 recomputes it early after an
+    accepted step whose rho fell below that value (the model predicts poorly).
     """
 
     k_easy: float = 0.1
     k_hard: float = 0.2
     subproblem_maxiter: int = 50
+    hessian_every: int = 1
+    hessian_refresh_rho: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.k_easy < 1 or not 0 < self.k_hard < 1:
             raise ConfigError(f"options k_easy, k_hard must lie in (0, 1), got {self.k_easy}, {self.k_hard}")
         _count("subproblem_maxiter", self.subproblem_maxiter)
+        _count("hessian_every", self.hessian_every)
+        if not 0 <= self.hessian_refresh_rho < 1:
+            raise ConfigError(f"option hessian_refresh_rho must lie in [0, 1), got {self.hessian_refresh_rho!r}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +146,8 @@ class ReflectiveOptions(TrustExactOptions):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.hessian_every != 1 or self.hessian_refresh_rho != 0:
+            raise ConfigError("options hessian_every and hessian_refresh_rho apply to trust-exact only")
         if not 0 < self.max_step_back < 1:
             raise ConfigError(f"option max_step_back must lie in (0, 1), got {self.max_step_back!r}")
 

@@ -44,22 +44,43 @@ class ExactModel:
     Hessian's device (the GPU for a GPU loss)."""
 
     def __init__(self, oracle, x, g, options, bounds=None, previous=None):
-        self.H, self.options = oracle.hessian(x), options
+        self.options, self._oracle = options, oracle
+        self.last_rho = None
+        every, refresh = getattr(options, "hessian_every", 1), getattr(options, "hessian_refresh_rho", 0.0)
+        lazy = isinstance(previous, ExactModel) and previous.age + 1 < every and not (
+            refresh > 0 and previous.last_rho is not None and previous.last_rho < refresh)
+        if lazy:                           # the last Hessian (and its eigenvalue bounds) again
+            self.H, self._bounds, self.age, self.hessian_x = previous.H, previous._bounds, previous.age + 1, \
+                previous.hessian_x
+        else:
+            self._hessian_at(x)
         self.g = torch.as_tensor(g, device=self.H.device)
         self.optimality = float(np.linalg.norm(g))
         self._solved = (np.inf, 0.0)       # (radius, multiplier) of the last solve on this model
         # the Hessian changes little between iterates: start from the last multiplier
         self._guess = previous._solved[1] if isinstance(previous, ExactModel) else None
+
+    def _hessian_at(self, x):
+        self.H, self.age, self.hessian_x = self._oracle.hessian(x), 0, np.array(x, dtype=np.float64)
         self._bounds = eigenvalue_bounds(self.H)
+
+    def observe(self, rho: float) -> None:
+        """The loop's rho of the step accepted from this model (lazy Hessians refresh on a poor one)."""
+        self.last_rho = rho
 
     def warm_state(self) -> dict:
         """What the next steps depend on beyond H and g (for checkpoints)."""
         return {"guess": None if self._guess is None else float(self._guess),
-                "solved": [float(v) for v in self._solved]}
+                "solved": [float(v) for v in self._solved], "age": int(self.age), "hessian_x": self.hessian_x,
+                "last_rho": self.last_rho}
 
     def restore(self, state: dict) -> None:
         self._guess = state["guess"]
         self._solved = tuple(state["solved"])
+        if state.get("age", 0) > 0:         # a kept Hessian: form it again where it was formed
+            self._hessian_at(state["hessian_x"])
+            self.age = int(state["age"])
+        self.last_rho = state.get("last_rho")
 
     def step(self, radius) -> Step:
         o = self.options

@@ -159,6 +159,8 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         accepted = finite and (rho > settings.eta or settings.eta == -math.inf)
         stop = _tolerance_status(settings, f, f_trial, rho, float(np.linalg.norm(step.p)), x) if finite else None
         if accepted:
+            if hasattr(model, "observe"):
+                model.observe(rho)
             x = x_trial
             f, g = oracle.value_and_grad(x)
             if not np.all(np.isfinite(g)):

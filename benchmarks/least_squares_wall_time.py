@@ -1,0 +1,106 @@
+"""Wall time to reference 000's thresholds: least squares and Gauss–Newton against L-BFGS-B and BFGS.
+
+    python benchmarks/least_squares_wall_time.py [--problems poisson_fem heat_residual poisson_residual]
+        [--seeds 0 1 2 4 5] [--budget 5000] [--threads 1]
+
+For each problem and seed, in one process and interleaved by seed: the baselines (``l-bfgs-b``,
+``bfgs``; gtol 0, ``--budget`` iterations) and invfem's second-order least-squares methods
+(``trf``, ``lm`` on the closed-form residual Jacobian; ``trust-exact`` with the Gauss–Newton
+Hessian ``2 J^T J`` and with the Fletcher–Xu switch to the exact Hessian). Prints, median
+[min, max] over seeds:
+
+* time (and iterations) to the study's threshold — poisson_fem 1e-9, heat_residual 1e-6,
+  poisson_residual: the median final loss of L-BFGS-B at the budget (computed here first);
+* for each baseline, the time each method needs to reach that baseline's final loss, as a
+  fraction of the baseline's own time (target: <= 1/3);
+* final loss and wall time.
+
+Wall times are the methods' own (the history's ``time``), one torch and BLAS thread each
+(``--threads``), as in the reference-000 studies. Round-off differs with the BLAS build and
+the thread count: a run's iteration count can shift by a few; the spread over seeds is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+
+from invfem.experiment.report import median_range, threshold_crossing
+from invfem.experiment.run import load_problem
+from invfem.optim import minimize
+
+THRESHOLDS = {"poisson_fem": 1e-9, "heat_residual": 1e-6, "poisson_residual": None}
+OPTIONS = {"poisson_fem": {"n": 10}, "heat_residual": {"n": 10}, "poisson_residual": {"n": 10}}
+BASELINES = ("l-bfgs-b", "bfgs")
+SECOND_ORDER = {
+    "trf": ("trf", {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "maxiter": 300}),
+    "lm": ("lm", {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15, "maxiter": 300}),
+    "trust-exact (gauss-newton)": ("trust-exact", {"hessian": "gauss-newton", "gtol": 0, "maxiter": 300}),
+    "trust-exact (auto)": ("trust-exact", {"hessian": "auto", "gtol": 0, "maxiter": 300}),
+}
+
+
+def run(problem, method, options):
+    dense = method == "trust-exact"
+    result = minimize(problem.loss, problem.theta0, method=method, options=options,
+                      hess=problem.hessian if dense else None, residual=problem.residual,
+                      residual_jacobian=problem.jacobian)
+    return result.history
+
+
+def crossing(history, level):
+    """(iterations, seconds) to the first f <= level, or (None, None)."""
+    seconds, iteration = threshold_crossing({"history": history}, level)
+    return iteration, seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 4, 5])
+    parser.add_argument("--budget", type=int, default=5000, help="iterations of each baseline")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for name in args.problems:
+        histories = {m: [] for m in (*BASELINES, *SECOND_ORDER)}
+        for seed in args.seeds:
+            problem = load_problem(name, seed=seed, **OPTIONS[name])
+            for method in BASELINES:
+                histories[method].append(run(problem, method, {"maxiter": args.budget, "gtol": 0}))
+            for label, (method, options) in SECOND_ORDER.items():
+                histories[label].append(run(problem, method, options))
+        threshold = THRESHOLDS[name]
+        if threshold is None:
+            threshold = float(np.median([h[-1]["f"] for h in histories["l-bfgs-b"]]))
+        print(f"\n## {name}: threshold {threshold:.3g}, seeds {args.seeds}, baselines {args.budget} iterations, "
+              f"{args.threads} thread(s)\n")
+        head = "| method | iterations to threshold | time to threshold (s) | " + " | ".join(
+            f"time to {b}'s final loss / {b}'s time" for b in BASELINES) + " | final loss | wall time (s) |"
+        print(head)
+        print("|" + "---|" * (head.count("|") - 1))
+        for label, runs in histories.items():
+            hits = [crossing(h, threshold) for h in runs]
+            its = [i for i, _ in hits if i is not None]
+            secs = [t for _, t in hits if t is not None]
+            fractions = []
+            for b in BASELINES:
+                fr = []
+                for h, hb in zip(runs, histories[b]):
+                    _, t = crossing(h, hb[-1]["f"])
+                    fr.append(math.inf if t is None else t / hb[-1]["time"])
+                fractions.append(median_range([f for f in fr if math.isfinite(f)], "{:.3f}".format)
+                                 + (f" ({sum(not math.isfinite(f) for f in fr)} never)"
+                                    if not all(math.isfinite(f) for f in fr) else ""))
+            never = len(runs) - len(its)
+            print(f"| {label} | {median_range(its, '{:.0f}'.format)}{f' ({never} never)' if never else ''} | "
+                  f"{median_range(secs, '{:.3g}'.format)} | " + " | ".join(fractions) + " | "
+                  f"{median_range([h[-1]['f'] for h in runs], '{:.2g}'.format)} | "
+                  f"{median_range([h[-1]['time'] for h in runs], '{:.3g}'.format)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
