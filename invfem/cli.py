@@ -29,6 +29,7 @@ def main(argv=None, exit_at_once: bool = False) -> int:
     study.add_argument("--seeds", type=int, nargs="+", help="seeds (override the config)")
     study.add_argument("--maxiter", type=int, help="default iteration budget (overrides the config's; methods that set "
                                                    "their own maxiter keep it)")
+    study.add_argument("--methods", nargs="+", metavar="LABEL", help="run only the methods with these labels")
     study.add_argument("--time-limit", type=float, help="default wall-time limit per run, seconds")
     study.add_argument("--workers", type=int, help="runs in parallel in a local process pool (joblib)")
     study.add_argument("--scheduler", help="address of a dask-distributed scheduler to submit the runs to")
@@ -47,12 +48,14 @@ def main(argv=None, exit_at_once: bool = False) -> int:
             run_experiment(load_config(args.config, output=args.output, seeds=args.seeds), progress=not args.quiet)
         elif args.command == "compare":
             from invfem.experiment import compare, load_studies
+            from invfem.experiment.study import select_methods
 
             if args.workers is not None and args.workers < 1:
                 raise InvfemError(f"--workers must be >= 1, got {args.workers}")
             studies = load_studies(args.config, output=args.output, seeds=args.seeds, maxiter=args.maxiter,
                                    time_limit=args.time_limit)       # every variant checked before any run
             records = []
+            studies = [(name, select_methods(study, args.methods)) for name, study in studies]
             for name, study in studies:
                 if name is not None and not args.quiet:
                     print(f"variant {name}: {study.output}")

@@ -81,7 +81,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["poisson_fem", "poisson_residual", "heat_residual", "poisson_nonlinear_fem",
-                                  "heat_fem"])
+                                  "heat_fem", "poisson_fem_trf"])
 def test_every_shipped_config_trains(tmp_path, name):
     from pathlib import Path
 
@@ -89,7 +89,8 @@ def test_every_shipped_config_trains(tmp_path, name):
 
     path = Path(__file__).parent.parent / "configs" / f"{name}.yaml"
     config = load_config(path)
-    tiny = {**config.problem_options, "n": 3, "widths": [2 if "heat" in name or name == "poisson_fem" else 1, 4, 1]}
+    tiny = {**config.problem_options, "n": 3,
+            "widths": [2 if "heat" in name or name.startswith("poisson_fem") else 1, 4, 1]}
     if "n_steps" in tiny:
         tiny["n_steps"] = 3
     config = load_config(path, problem_options=tiny, options={**config.options, "maxiter": 5},

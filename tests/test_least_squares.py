@@ -7,39 +7,12 @@ import torch
 
 from invfem.errors import ConfigError, NonFiniteError, ShapeError
 from invfem.optim import Checkpoint, minimize
+from invfem.optim.classical import (LEAST_SQUARES, brown_dennis_residual, osborne_residual,
+                                    rosenbrock_residual)
 from invfem.optim.least_squares import least_squares, robust_loss
 
-T_BD = torch.arange(1, 21, dtype=torch.float64) / 5
-Y_OSBORNE = torch.tensor([0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850, 0.818, 0.784, 0.751, 0.718, 0.685,
-                          0.658, 0.628, 0.603, 0.580, 0.558, 0.538, 0.522, 0.506, 0.490, 0.478, 0.467, 0.457, 0.448,
-                          0.438, 0.431, 0.424, 0.420, 0.414, 0.411, 0.406], dtype=torch.float64)
-
-
-def rosenbrock(x):
-    return torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0]])
-
-
-def powell_singular(x):
-    return torch.stack([x[0] + 10 * x[1], 5 ** 0.5 * (x[2] - x[3]), (x[1] - 2 * x[2]) ** 2,
-                        10 ** 0.5 * (x[0] - x[3]) ** 2])
-
-
-def brown_dennis(x):
-    return (x[0] + x[1] * T_BD - torch.exp(T_BD)) ** 2 + (x[2] + x[3] * torch.sin(T_BD) - torch.cos(T_BD)) ** 2
-
-
-def osborne(x):
-    t = 10 * torch.arange(33, dtype=torch.float64)
-    return Y_OSBORNE - (x[0] + x[1] * torch.exp(-t * x[3]) + x[2] * torch.exp(-t * x[4]))
-
-
-# (name, residual, x0, bounds for the bounded variant)
-PROBLEMS = [
-    ("rosenbrock", rosenbrock, [-1.2, 1.0], ([-2.0, -2.0], [0.9, 2.0])),
-    ("powell", powell_singular, [3.0, -1.0, 0.0, 1.0], ([0.1, -10, -10, -10], [10.0] * 4)),
-    ("brown_dennis", brown_dennis, [25.0, 5.0, -5.0, -1.0], ([-30, 0, -30, -30], [30.0] * 4)),
-    ("osborne", osborne, [0.5, 1.5, -1.0, 0.01, 0.02], ([0, 0, -5, 0, 0], [5, 5, 5, 1, 1.0])),
-]
+PROBLEMS = [(p.name, p.fun, list(p.x0), p.bounds) for p in LEAST_SQUARES]
+rosenbrock, brown_dennis, osborne = rosenbrock_residual, brown_dennis_residual, osborne_residual
 TIGHT = {"ftol": 1e-14, "xtol": 1e-14, "gtol": 1e-14}
 
 
@@ -167,3 +140,63 @@ def test_bad_input_gives_one_line_errors():
         least_squares(rosenbrock, x0, bounds=([0.0, -2.0], [2.0, 2.0]))
     with pytest.raises(ConfigError, match="works on residuals"):
         minimize(lambda x: (rosenbrock(x) ** 2).sum(), x0, method="trf")
+
+
+def large_residual(x):
+    """Rosenbrock with a third residual that stays large at the minimum (f* ~ 0.415)."""
+    return torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0], 0.5 + 0.3 * x[1] ** 2])
+
+
+def test_gauss_newton_and_the_switch_reach_the_exact_minimum():
+    loss = lambda x: (large_residual(x) ** 2).sum()
+    x0 = torch.tensor([-1.2, 1.0])
+    runs = {kind: minimize(loss, x0, options={"hessian": kind}, residual=large_residual)
+            for kind in ("exact", "gauss-newton", "auto")}
+    for kind, res in runs.items():
+        assert res.success, kind
+        np.testing.assert_allclose(res.x.numpy(), runs["exact"].x.numpy(), atol=1e-7)
+    # large residual: Gauss-Newton converges linearly, the switch takes exact curvature near the end
+    assert runs["auto"].nit < runs["gauss-newton"].nit
+    with pytest.raises(ConfigError, match="'auto'.*trust-exact option"):
+        minimize(loss, x0, method="trust-ncg", options={"hessian": "auto"}, residual=large_residual)
+    with pytest.raises(ConfigError, match="needs residual="):
+        minimize(loss, x0, options={"hessian": "gauss-newton"})
+    with pytest.raises(ConfigError, match="option hessian must be one of"):
+        minimize(loss, x0, options={"hessian": "bfgs"})
+
+
+def test_gauss_newton_hessian_is_two_jt_j():
+    x = torch.tensor([0.3, -0.7])
+    seen = []
+    minimize(lambda z: (large_residual(z) ** 2).sum(), x, options={"hessian": "gauss-newton", "maxiter": 1},
+             residual=large_residual, callback=lambda s: seen.append(s) and False)
+    from invfem.optim.api import gauss_newton_hessian
+    j = torch.func.jacrev(large_residual)(x)
+    torch.testing.assert_close(gauss_newton_hessian("gauss-newton", large_residual, None)(x), 2 * j.T @ j)
+
+
+def test_lazy_hessians_save_hessians_and_resume_exactly():
+    from invfem.optim.classical import CLASSICAL
+    tf = next(t for t in CLASSICAL if t.name == "rosenbrock-10")
+    every = minimize(tf.fun, tf.start(), options={"maxiter": 500})
+    lazy = minimize(tf.fun, tf.start(), options={"maxiter": 500, "hessian_every": 3})
+    assert lazy.success and lazy.fun < 1e-14
+    assert lazy.nhev < every.nhev
+    refreshed = minimize(tf.fun, tf.start(), options={"maxiter": 500, "hessian_every": 3, "hessian_refresh_rho": 0.5})
+    assert refreshed.success and lazy.nhev <= refreshed.nhev
+    states = []
+    minimize(tf.fun, tf.start(), options={"maxiter": 20, "hessian_every": 3},
+             checkpoint=Checkpoint(states.append, every=1))
+    state = next(s for s in states if s["model"]["age"] > 0)    # a saved model that holds a kept Hessian
+    resumed = minimize(tf.fun, tf.start(), options={"maxiter": 500, "hessian_every": 3}, resume=state)
+    np.testing.assert_allclose(resumed.x.numpy(), lazy.x.numpy(), rtol=0, atol=1e-12)
+    assert resumed.nit == lazy.nit
+    with pytest.raises(ConfigError, match="trust-exact only"):
+        minimize(tf.fun, tf.start(), method="trust-reflective", options={"hessian_every": 2})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_least_squares_on_the_gpu_returns_tensors_there():
+    x0 = torch.tensor([-1.2, 1.0], device="cuda")
+    res = least_squares(rosenbrock, x0)
+    assert res.x.device.type == "cuda" and res.fun.device.type == "cuda" and res.cost < 1e-20

@@ -305,3 +305,41 @@ def test_every_shipped_study_config_validates():
     for path in configs:
         studies = load_studies(path)
         assert studies and all(study.runs() for _, study in studies), path
+
+
+LSQ_STUDY = """
+problem: poisson_fem
+problem_options: {{n: 3, widths: [2, 6, 6, 1]}}
+seeds: [0]
+maxiter: {maxiter}
+diagnostics_every: 10
+checkpoint_every: 3
+methods:
+  - {{method: trf, options: {{ftol: 0, xtol: 0, gtol: 0}}}}
+  - {{label: gn, method: trust-exact, options: {{gtol: 0, hessian: gauss-newton}}}}
+  - label: trf-then-exact
+    stages: [{{method: trf, options: {{maxiter: 5}}}}, {{method: trust-exact, options: {{maxiter: 10}}}}]
+output: {output}
+"""
+
+
+def test_least_squares_methods_and_chains_run_in_a_study(tmp_path):
+    out = tmp_path / "out"
+    records = {r["label"]: r for r in compare(write_study(tmp_path, out, maxiter=20, text=LSQ_STUDY), quiet=True)}
+    assert set(records) == {"trf", "gn", "trf-then-exact"} and not any(r.get("failed") for r in records.values())
+    p = load_problem("poisson_fem", seed=0, n=3, widths=[2, 6, 6, 1])
+    loss0 = float(p.loss(p.theta0))
+    for label, record in records.items():
+        theta = torch.load(out / "runs" / f"{label}-seed0" / "theta.pt")
+        assert record["loss"] == pytest.approx(float(p.loss(theta)), rel=1e-10, abs=1e-300)   # f = ||r||^2
+        assert record["loss"] < 1e-6 * loss0, label
+    assert [s["method"] for s in records["trf-then-exact"]["stages"]] == ["trf", "trust-exact"]
+
+
+def test_compare_methods_option_runs_only_the_named_labels(tmp_path, capsys):
+    out = tmp_path / "out"
+    config = write_study(tmp_path, out, maxiter=5, text=LSQ_STUDY)
+    assert main(["compare", str(config), "--methods", "gn", "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["gn-seed0"]
+    assert main(["compare", str(config), "--methods", "nope", "--quiet"]) != 0
+    assert "unknown label(s) ['nope']" in capsys.readouterr().err

@@ -20,7 +20,7 @@ the key and listing the valid ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from invfem.errors import ConfigError
@@ -219,6 +219,18 @@ def _stages(i: int, entry: dict, maxiter: int) -> tuple:
         options = _options(f"methods[{i}].stages[{j}]", stage.get("options"))
         out.append((stage["method"], {"maxiter": maxiter, **options}))
     return tuple(out)
+
+
+def select_methods(study: StudyConfig, labels) -> StudyConfig:
+    """The study with only the methods labelled ``labels`` (``invfem compare --methods``); an
+    unknown label is a ConfigError listing the study's."""
+    if not labels:
+        return study
+    known = [m.label for m in study.methods]
+    unknown = [label for label in labels if label not in known]
+    if unknown:
+        raise ConfigError(f"--methods: unknown label(s) {unknown}; the study's: {known}")
+    return replace(study, methods=tuple(m for m in study.methods if m.label in labels))
 
 
 def load_studies(path, **overrides) -> list[tuple[str | None, StudyConfig]]:

@@ -133,10 +133,16 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
             raise ConfigError(f"method {method!r} works on residuals: pass residual= (a Problem's residual; "
                               "its loss must be ||residual||^2)")
         check_method(method, opts, bounds is not None)
-    if isinstance(hess, str):
-        hess = curvature(hess, fun, None, residual, residual_jacobian)
-    elif getattr(opts, "hessian", "exact") != "exact":
-        hess = curvature(opts.hessian, fun, hess, residual, residual_jacobian)
+    kind = hess if isinstance(hess, str) else getattr(opts, "hessian", "exact")
+    hess = None if isinstance(hess, str) else hess
+    gauss_newton = None
+    if kind != "exact":
+        gauss_newton = gauss_newton_hessian(kind, residual, residual_jacobian)
+        if kind == "auto" and method != "trust-exact":
+            raise ConfigError(f"hessian 'auto' (the switch between Gauss-Newton and the exact Hessian) is a "
+                              f"trust-exact option, not {method!r}'s; use hessian: gauss-newton")
+        if kind == "gauss-newton":
+            hess = gauss_newton
     if bounds is not None:
         if not spec.bounds:
             raise ConfigError(f"method {method!r} does not take bounds; use one of "
@@ -153,7 +159,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
                                 value_scale=2.0, device=device)
     else:
         oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None),
-                        device=device)
+                        device=device, gauss_newton=gauss_newton if kind == "auto" else None)
     callback, checkpoint = run_hooks(callback, checkpoint, oracle, method)
     # The heavy algebra is torch's; numpy/scipy (OpenBLAS) only do vector work and the scipy
     # baselines' bookkeeping. Two BLAS thread pools spin against each other on a small
@@ -168,18 +174,12 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
                           success=status in SUCCESS, optimality=optimality, history=history, method=method)
 
 
-def curvature(kind: str, fun, exact, residual, residual_jacobian):
-    """The dense curvature of ``fun = ||r||^2`` a Hessian method uses: ``"gauss-newton"``
-    (``2 J^T J``), ``"auto"`` (Fletcher–Xu: ``2 J^T J`` while the loss falls by at least a fifth
-    per accepted step, else ``exact``: the given Hessian, or the generic one of ``fun``) or
-    ``"exact"``."""
-    from invfem.derivatives import hessian as generic_hessian
+def gauss_newton_hessian(kind: str, residual, residual_jacobian):
+    """``x -> 2 J^T J``: the Gauss–Newton Hessian of ``loss = ||r||^2`` (``kind`` names the option
+    that asked for it, for the errors)."""
     from invfem.optim.options import CURVATURES
     if kind not in CURVATURES:
         raise ConfigError(f"hess must be a callable or one of {list(CURVATURES)}, got {kind!r}")
-    exact = exact if exact is not None else (lambda x: generic_hessian(fun, x))
-    if kind == "exact":
-        return exact
     if residual is None:
         raise ConfigError(f"hessian {kind!r} needs residual= (a Problem's residual; its loss must be ||residual||^2)")
     jacobian = residual_jacobian if residual_jacobian is not None else (
@@ -188,19 +188,7 @@ def curvature(kind: str, fun, exact, residual, residual_jacobian):
     def gauss_newton(x):
         j = jacobian(x)
         return 2.0 * (j.T @ j)
-
-    if kind == "gauss-newton":
-        return gauss_newton
-    last = {"f": None}
-
-    def switched(x):
-        with torch.no_grad():
-            r = residual(x)
-        f = float(r @ r)
-        slow = last["f"] is not None and last["f"] - f < 0.2 * last["f"]
-        last["f"] = f
-        return exact(x) if slow else gauss_newton(x)
-    return switched
+    return gauss_newton
 
 
 def _run(spec, opts, oracle, x0, bounds, callback, checkpoint=None, resume=None, method=None):

@@ -105,3 +105,59 @@ CLASSICAL = (
     TestFunction("mccormick", mccormick, (0.0, 0.0), -1.913222954981037),
     TestFunction("three-hump-camel", three_hump_camel, (1.0, 1.0), 0.0),
 )
+
+
+# ---------------------------------------------------------------------------------------
+# residual problems (Moré, Garbow & Hillstrom 1981) for the least-squares methods
+# ---------------------------------------------------------------------------------------
+
+_T_BROWN_DENNIS = torch.arange(1, 21, dtype=torch.float64) / 5
+_Y_OSBORNE = torch.tensor([0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850, 0.818, 0.784, 0.751, 0.718,
+                           0.685, 0.658, 0.628, 0.603, 0.580, 0.558, 0.538, 0.522, 0.506, 0.490, 0.478, 0.467,
+                           0.457, 0.448, 0.438, 0.431, 0.424, 0.420, 0.414, 0.411, 0.406], dtype=torch.float64)
+
+
+def rosenbrock_residual(x):
+    return torch.stack([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+
+
+def powell_singular_residual(x):
+    return torch.stack([x[0] + 10 * x[1], 5 ** 0.5 * (x[2] - x[3]), (x[1] - 2 * x[2]) ** 2,
+                        10 ** 0.5 * (x[0] - x[3]) ** 2])
+
+
+def brown_dennis_residual(x):
+    t = _T_BROWN_DENNIS.to(x.device)
+    return (x[0] + x[1] * t - torch.exp(t)) ** 2 + (x[2] + x[3] * torch.sin(t) - torch.cos(t)) ** 2
+
+
+def osborne_residual(x):
+    t = 10 * torch.arange(33, dtype=torch.float64, device=x.device)
+    return _Y_OSBORNE.to(x.device) - (x[0] + x[1] * torch.exp(-t * x[3]) + x[2] * torch.exp(-t * x[4]))
+
+
+@dataclass(frozen=True)
+class ResidualProblem:
+    """Residuals ``fun`` (flat tensor -> (m,)), the standard start ``x0`` and bounds for a
+    bounded variant (a bound active at the solution)."""
+
+    name: str
+    fun: Callable[[torch.Tensor], torch.Tensor]
+    x0: tuple
+    bounds: tuple
+
+    __test__ = False
+
+    def start(self) -> torch.Tensor:
+        return torch.tensor(self.x0, dtype=torch.float64)
+
+
+LEAST_SQUARES = (
+    ResidualProblem("rosenbrock", rosenbrock_residual, (-1.2, 1.0), ((-2.0, -2.0), (0.9, 2.0))),
+    ResidualProblem("powell", powell_singular_residual, (3.0, -1.0, 0.0, 1.0),
+                    ((0.1, -10.0, -10.0, -10.0), (10.0,) * 4)),
+    ResidualProblem("brown_dennis", brown_dennis_residual, (25.0, 5.0, -5.0, -1.0),
+                    ((-30.0, 0.0, -30.0, -30.0), (30.0,) * 4)),
+    ResidualProblem("osborne", osborne_residual, (0.5, 1.5, -1.0, 0.01, 0.02),
+                    ((0.0, 0.0, -5.0, 0.0, 0.0), (5.0, 5.0, 5.0, 1.0, 1.0))),
+)

@@ -26,6 +26,7 @@ from invfem.errors import ConfigError, InvalidTrialPoint, NonFiniteError, ShapeE
 from invfem.optim.bounds import parse_bounds
 from invfem.optim.checkpoint import run_hooks
 from invfem.optim.lsq_steps import MODELS, strictly_feasible
+from invfem.optim.oracle import CountedOracle
 from invfem.optim.options import _count, _positive, _tolerance
 from invfem.optim.result import OptimizeResult
 from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, trust_region
@@ -49,7 +50,9 @@ class LeastSquaresOptions:
     evaluations (None: 100 n). ``maxiter``: loop iterations (trials) (None: unlimited).
     ``tr_solver``: ``"exact"`` (SVD) or ``"lsmr"`` (trf only: a 2-D subspace with an LSMR
     Gauss–Newton step, for large n). ``max_step_back``: trf's step back from a bound,
-    theta = min(max_step_back, ||v g||) (reference 004).
+    theta = min(max_step_back, ||v g||) (reference 004). ``modified_rho``: trf's rho subtracts
+    ``p_hat.C p_hat / 2`` from the actual reduction (reference 004, Coleman & Li); False: the
+    plain ratio, as scipy 1.17's trf.
     """
 
     ftol: float = 1e-8
@@ -62,6 +65,7 @@ class LeastSquaresOptions:
     maxiter: int | None = None
     tr_solver: str | None = None
     max_step_back: float = 0.05
+    modified_rho: bool = True
 
     def __post_init__(self):
         for name in ("ftol", "xtol", "gtol"):
@@ -83,6 +87,8 @@ class LeastSquaresOptions:
             raise ConfigError(f"option tr_solver must be one of {list(TR_SOLVERS)} or None, got {self.tr_solver!r}")
         if not 0 < self.max_step_back < 1:
             raise ConfigError(f"option max_step_back must lie in (0, 1), got {self.max_step_back!r}")
+        if not isinstance(self.modified_rho, bool):
+            raise ConfigError(f"option modified_rho must be true or false, got {self.modified_rho!r}")
 
 
 def robust_loss(name: str, z: np.ndarray):
@@ -116,7 +122,7 @@ class Linearization:
     jac_raw: torch.Tensor
 
 
-class ResidualOracle:
+class ResidualOracle(CountedOracle):
     """Counted residuals and Jacobians of ``fun`` for the trust-region loop.
 
     The loop's ``f`` is ``value_scale * cost`` (1: scipy's cost; 2: ``||r||^2``, the loss of
@@ -130,18 +136,12 @@ class ResidualOracle:
         for name, value in (("fun", fun), ("jac", jac)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-        self.fun, self.n, self.jac_fn, self.loss, self.f_scale = fun, n, jac, loss, float(f_scale)
+        super().__init__(n, device)
+        self.fun, self.jac_fn, self.loss, self.f_scale = fun, jac, loss, float(f_scale)
         self.value_scale = float(value_scale)
-        self.device = torch.device("cpu" if device is None else device)
         self.m = None
-        self.nfev = self.njev = self.nhev = 0
-        self.ninvalid = 0
-        self.paused = 0.0
         self._residual = (None, None)
         self._linear = (None, None)
-
-    def tensor(self, x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float64), device=self.device)
 
     def _evaluate(self, x) -> torch.Tensor:
         key = np.asarray(x, dtype=np.float64).tobytes()
@@ -209,13 +209,6 @@ class ResidualOracle:
         lin = self.linearization(x)
         return self.value_scale * self.cost(r), self.value_scale * (lin.jac.T @ lin.r)
 
-    def trial_value_and_grad(self, x):
-        try:
-            return self.value_and_grad(x)
-        except InvalidTrialPoint:
-            self.ninvalid += 1
-            return math.inf, None
-
 
 def _auto_jacobian(fun, x: torch.Tensor, m: int) -> torch.Tensor:
     """``torch.func.jacrev`` (m VJPs) when m <= n, else ``jacfwd`` (n JVPs)."""
@@ -228,7 +221,8 @@ def settings_for(method: str, opts: LeastSquaresOptions, n: int, radius: float) 
     max_nfev = opts.max_nfev if opts.max_nfev is not None else 100 * n
     return LoopSettings(initial_radius=radius, max_radius=math.inf, eta=0.0, gtol=opts.gtol,
                         maxiter=opts.maxiter if opts.maxiter is not None else 2 ** 62, xtol=1e-300,
-                        ftol=opts.ftol, step_xtol=opts.xtol, max_nfev=max_nfev, shrink_from_step=True)
+                        ftol=opts.ftol, step_xtol=opts.xtol, max_nfev=max_nfev, shrink_from_step=True,
+                        accept_decrease=True)
 
 
 def initial_radius(method: str, model, x0: np.ndarray) -> float:
@@ -286,8 +280,8 @@ def active_constraints(x, lower, upper, rtol):
 
 def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method: str = "trf", ftol=1e-8, xtol=1e-8,
                   gtol=1e-8, x_scale=1.0, loss: str = "linear", f_scale: float = 1.0, max_nfev=None,
-                  tr_solver=None, max_step_back: float = 0.05, maxiter=None, callback=None, checkpoint=None,
-                  resume=None) -> OptimizeResult:
+                  tr_solver=None, max_step_back: float = 0.05, modified_rho: bool = True, maxiter=None,
+                  callback=None, checkpoint=None, resume=None) -> OptimizeResult:
     """Solve a nonlinear least-squares problem with bounds (scipy's ``least_squares``, torch in and out).
 
     ``fun(x) -> (m,)`` residuals of a flat float64 tensor; ``jac(x) -> (m, n)`` (None: by
@@ -306,7 +300,8 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method: str = "tr
     checkpoints is left out of the history's clock.
     """
     opts = LeastSquaresOptions(ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale, loss=loss, f_scale=f_scale,
-                               max_nfev=max_nfev, maxiter=maxiter, tr_solver=tr_solver, max_step_back=max_step_back)
+                               max_nfev=max_nfev, maxiter=maxiter, tr_solver=tr_solver, max_step_back=max_step_back,
+                               modified_rho=modified_rho)
     return solve(fun, x0, jac, bounds, method, opts, callback=callback, checkpoint=checkpoint, resume=resume)
 
 
@@ -344,7 +339,7 @@ def solve(fun, x0, jac, bounds, method: str, opts: LeastSquaresOptions, value_sc
     for entry in history:
         entry["cost"] = entry["f"] / value_scale
         entry["optimality"] = entry["gnorm"]
-    r = oracle._evaluate(x)
+    r = lin.r_raw                         # the residual at x (the last accepted point was linearized)
     scipy_status = SCIPY_STATUS[status]
     return OptimizeResult(x=torch.as_tensor(x, device=device), cost=f / value_scale, fun=r, jac=lin.jac_raw,
                           grad=torch.as_tensor(g / value_scale, device=device),

@@ -166,8 +166,11 @@ class TrfModel(_Linearized):
 
     def __init__(self, oracle, x, g, options, bounds, previous=None):
         super().__init__(oracle, x, options, bounds, previous)
-        self.alpha = previous.alpha if isinstance(previous, TrfModel) else 0.0
-        self._radius = None
+        # Moré's multiplier scales as 1 / radius: the last one, rescaled at the first step to this
+        # model's radius (the radius may have grown with the accepted step)
+        warm = isinstance(previous, TrfModel)
+        self.alpha = previous.alpha if warm else 0.0
+        self._radius = previous._radius if warm else None
         self._setup()
 
     def _setup(self):
@@ -226,8 +229,8 @@ class TrfModel(_Linearized):
         x_new = strictly_feasible(x + d * best_h, lb, ub)
         predicted = -_quadratic(self.j_h, self.g_h, best_h, self.diag_h)
         norm = float(np.linalg.norm(best_h))
-        return self._step(predicted, norm, norm > 0.95 * radius, x_new,
-                          correction=0.5 * float(best_h @ (self.diag_h * best_h)))
+        correction = 0.5 * float(best_h @ (self.diag_h * best_h)) if self.options.modified_rho else 0.0
+        return self._step(predicted, norm, norm > 0.95 * radius, x_new, correction=correction)
 
     def _select(self, p_h, radius):
         """Reference 004, steps 3-6: the trust-region step truncated at the first bound and
@@ -293,7 +296,8 @@ class DogboxModel(_Linearized):
         self.optimality = self.value_scale * float(np.max(np.abs(g_free), initial=0.0))
         self.j_free = self.jac[:, self.free]
         self.g_free = g[self.free]
-        self.newton = scipy.linalg.lstsq(self.j_free, -self.r, check_finite=False, lapack_driver="gelsd")[0]
+        # minimum-norm Gauss–Newton step, singular values cut at machine precision (numpy's rcond=-1)
+        self.newton = np.linalg.lstsq(self.j_free, -self.r, rcond=-1)[0]
         self.a, self.b, _ = _line(self.j_free, self.g_free, -self.g_free)
 
     def step(self, radius) -> Step:

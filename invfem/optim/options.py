@@ -45,9 +45,10 @@ class TrustRegionOptions:
     representable).  ``hessian_chunk``: directions per vmapped HVP when the dense Hessian
     is built by ``torch.func``.  ``hessian``: the curvature of a least-squares loss
     ``||r||^2`` — ``"exact"`` (the problem's Hessian), ``"gauss-newton"`` (``2 J^T J`` from
-    the residual Jacobian) or ``"auto"`` (Fletcher & Xu 1987: Gauss–Newton while an accepted
-    step lowers the loss by at least a fifth, the exact Hessian where it does not — the
-    large-residual regime); the last two need ``minimize(..., residual=...)``.
+    the residual Jacobian) or ``"auto"`` (trust-exact only: Gauss–Newton, and the exact
+    Hessian after an interior step that lowered the loss by less than a fifth — Fletcher & Xu
+    1987, the large-residual regime — or had rho < 1/2; see ``ExactModel.next_kind``); the
+    last two need ``minimize(..., residual=...)``.
     """
 
     initial_radius: float = 1.0

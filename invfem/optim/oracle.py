@@ -20,15 +20,12 @@ from invfem.derivatives import hvp, value_and_grad
 from invfem.errors import InvalidTrialPoint, NonFiniteError, ShapeError
 
 
-class Oracle:
-    """``fun`` (flat float64 tensor -> 0-d tensor) with counted derivatives on numpy arrays."""
+class CountedOracle:
+    """What every oracle of the trust-region loop shares: the device, the counters (``nfev``,
+    ``njev``, ``nhev``, ``ninvalid``, ``paused``), numpy -> tensor, and a trial's (f, g)."""
 
-    def __init__(self, fun, n, jac=None, hess=None, hessp=None, hessian_chunk=None, device=None):
-        for name, value in (("fun", fun), ("jac", jac), ("hess", hess), ("hessp", hessp)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-        self.fun, self.n, self.jac, self.hess, self.hessp_fn = fun, n, jac, hess, hessp
-        self.hessian_chunk = hessian_chunk
+    def __init__(self, n, device=None):
+        self.n = n
         self.device = torch.device("cpu" if device is None else device)
         self.nfev = self.njev = self.nhev = 0
         self.ninvalid = 0          # trial points where fun raised InvalidTrialPoint
@@ -37,6 +34,27 @@ class Oracle:
     def tensor(self, x) -> torch.Tensor:
         """``x`` (numpy) as a float64 tensor on the oracle's device."""
         return torch.as_tensor(np.asarray(x, dtype=np.float64), device=self.device)
+
+    def trial_value_and_grad(self, x):
+        """(f, g) at a trial point, or ``(inf, None)`` where ``fun`` raises InvalidTrialPoint (counted)."""
+        try:
+            return self.value_and_grad(x)
+        except InvalidTrialPoint:
+            self.ninvalid += 1
+            return math.inf, None
+
+
+class Oracle(CountedOracle):
+    """``fun`` (flat float64 tensor -> 0-d tensor) with counted derivatives on numpy arrays."""
+
+    def __init__(self, fun, n, jac=None, hess=None, hessp=None, hessian_chunk=None, device=None, gauss_newton=None):
+        for name, value in (("fun", fun), ("jac", jac), ("hess", hess), ("hessp", hessp), ("gauss_newton", gauss_newton)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+        super().__init__(n, device)
+        self.fun, self.jac, self.hess, self.hessp_fn = fun, jac, hess, hessp
+        self.gauss_newton = gauss_newton      # x -> 2 J^T J of a least-squares loss (hessian: auto)
+        self.hessian_chunk = hessian_chunk
 
     def _scalar(self, y):
         if not isinstance(y, torch.Tensor) or y.ndim != 0:
@@ -55,14 +73,6 @@ class Oracle:
             self.ninvalid += 1
             return math.inf
 
-    def trial_value_and_grad(self, x):
-        """(f, g) at a trial point, or ``(inf, None)`` where ``fun`` raises InvalidTrialPoint (counted)."""
-        try:
-            return self.value_and_grad(x)
-        except InvalidTrialPoint:
-            self.ninvalid += 1
-            return math.inf, None
-
     def value_and_grad(self, x):
         """(f(x), grad f(x)); counts one gradient (the value comes with it)."""
         self.njev += 1
@@ -80,12 +90,16 @@ class Oracle:
             raise ShapeError(f"gradient has {g.shape[0]} entries, expected {self.n}")
         return f, g
 
-    def hessian(self, x) -> torch.Tensor:
-        """The dense Hessian at x (user ``hess``, else ``invfem.derivatives.hessian``), symmetrised,
-        as a tensor on the oracle's device (``.cpu().numpy()`` where a numpy model needs it)."""
+    def hessian(self, x, kind: str = "exact") -> torch.Tensor:
+        """The dense Hessian at x (user ``hess``, else ``invfem.derivatives.hessian``; ``kind=
+        "gauss-newton"``: the oracle's ``gauss_newton``), symmetrised, as a tensor on the oracle's
+        device (``.cpu().numpy()`` where a numpy model needs it)."""
         self.nhev += 1
         t = self.tensor(x)
-        h = self.hess(t) if self.hess is not None else dense_hessian(self.fun, t, chunk_size=self.hessian_chunk)
+        if kind == "gauss-newton":
+            h = self.gauss_newton(t)
+        else:
+            h = self.hess(t) if self.hess is not None else dense_hessian(self.fun, t, chunk_size=self.hessian_chunk)
         h = torch.as_tensor(h, dtype=torch.float64, device=self.device).detach()
         if h.shape != (self.n, self.n):
             raise ShapeError(f"Hessian has shape {tuple(h.shape)}, expected {(self.n, self.n)}")

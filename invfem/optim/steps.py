@@ -45,9 +45,12 @@ class ExactModel:
 
     def __init__(self, oracle, x, g, options, bounds=None, previous=None):
         self.options, self._oracle = options, oracle
-        self.last_rho = None
+        self.last_rho, self.observed = None, None
+        self.kind = "exact"
+        if getattr(options, "hessian", "exact") == "auto":
+            self.kind = previous.next_kind() if isinstance(previous, ExactModel) else "gauss-newton"
         every, refresh = getattr(options, "hessian_every", 1), getattr(options, "hessian_refresh_rho", 0.0)
-        lazy = isinstance(previous, ExactModel) and previous.age + 1 < every and not (
+        lazy = isinstance(previous, ExactModel) and previous.age + 1 < every and previous.kind == self.kind and not (
             refresh > 0 and previous.last_rho is not None and previous.last_rho < refresh)
         if lazy:                           # the last Hessian (and its eigenvalue bounds) again
             self.H, self._bounds, self.age, self.hessian_x = previous.H, previous._bounds, previous.age + 1, \
@@ -61,23 +64,39 @@ class ExactModel:
         self._guess = previous._solved[1] if isinstance(previous, ExactModel) else None
 
     def _hessian_at(self, x):
-        self.H, self.age, self.hessian_x = self._oracle.hessian(x), 0, np.array(x, dtype=np.float64)
+        self.H, self.age, self.hessian_x = self._oracle.hessian(x, self.kind), 0, np.array(x, dtype=np.float64)
         self._bounds = eigenvalue_bounds(self.H)
 
-    def observe(self, rho: float) -> None:
-        """The loop's rho of the step accepted from this model (lazy Hessians refresh on a poor one)."""
+    def observe(self, rho: float, step=None, f_before=None, f_after=None) -> None:
+        """The loop's rho (and step, f before and after) of the step accepted from this model:
+        lazy Hessians refresh on a poor rho; ``hessian: auto`` picks the next curvature from it."""
         self.last_rho = rho
+        self.observed = (rho, step, f_before, f_after)
+
+    def next_kind(self) -> str:
+        """``hessian: auto`` — the structured model of NL2SOL in a simple form: Gauss–Newton, and
+        the exact Hessian after an accepted step inside the region (not cut by the radius) that
+        either lowered the loss by less than a fifth (Fletcher & Xu 1987: Gauss–Newton converges
+        only linearly, the residual is large) or was predicted poorly (rho < 1/2); once exact,
+        exact while such steps go on."""
+        if self.observed is None:
+            return self.kind
+        rho, step, f_before, f_after = self.observed
+        interior = step is not None and not step.hits_boundary
+        slow = f_before is not None and f_before - f_after < 0.2 * f_before
+        return "exact" if interior and (slow or rho < 0.5) else "gauss-newton"
 
     def warm_state(self) -> dict:
         """What the next steps depend on beyond H and g (for checkpoints)."""
         return {"guess": None if self._guess is None else float(self._guess),
                 "solved": [float(v) for v in self._solved], "age": int(self.age), "hessian_x": self.hessian_x,
-                "last_rho": self.last_rho}
+                "last_rho": self.last_rho, "kind": self.kind}
 
     def restore(self, state: dict) -> None:
         self._guess = state["guess"]
         self._solved = tuple(state["solved"])
-        if state.get("age", 0) > 0:         # a kept Hessian: form it again where it was formed
+        if state.get("age", 0) > 0 or state.get("kind", self.kind) != self.kind:
+            self.kind = state.get("kind", self.kind)   # the saved curvature, formed where it was formed
             self._hessian_at(state["hessian_x"])
             self.age = int(state["age"])
         self.last_rho = state.get("last_rho")

@@ -72,6 +72,7 @@ class LoopSettings:
     step_xtol: float = 0.0          # least squares: stop at a step shorter than step_xtol (step_xtol + ||x||)
     max_nfev: int | None = None     # stop after this many evaluations of f
     shrink_from_step: bool = False  # shrink to shrink * ||step|| (scipy trf, Moré's LM) instead of the radius
+    accept_decrease: bool = False   # accept any step that lowers f (scipy trf: rho's correction only moves the radius)
 
     @classmethod
     def from_options(cls, o):
@@ -156,13 +157,15 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
                 radius = settings.shrink * radius
         elif rho > settings.expand_above and step.hits_boundary:
             radius = min(settings.expand * radius, settings.max_radius)
-        accepted = finite and (rho > settings.eta or settings.eta == -math.inf)
+        accepted = finite and (rho > settings.eta or settings.eta == -math.inf or
+                               settings.accept_decrease and f_trial < f)
         stop = _tolerance_status(settings, f, f_trial, rho, float(np.linalg.norm(step.p)), x) if finite else None
         if accepted:
-            if hasattr(model, "observe"):
-                model.observe(rho)
+            f_before = f
             x = x_trial
             f, g = oracle.value_and_grad(x)
+            if hasattr(model, "observe"):
+                model.observe(rho, step, f_before, f)
             if not np.all(np.isfinite(g)):
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
             model = build_model(x, g, model)
