@@ -1,14 +1,14 @@
 """Wall time to reference 000's thresholds: least squares and Gauss–Newton against L-BFGS-B and BFGS.
 
     python benchmarks/least_squares_wall_time.py [--problems poisson_fem heat_residual poisson_residual]
-        [--seeds ...] [--budget 5000] [--threads 1]
+        [--seeds ...] [--budget 5000] [--threads 1] [--seconds S]
 
 For each problem, in one process: the baselines (``l-bfgs-b``, ``bfgs``; gtol 0, ``--budget``
 iterations) for every seed, then invfem's second-order least-squares methods (``trf`` exact
 and with ``tr_solver="lsmr"``, ``lm`` on the closed-form residual Jacobian; ``trust-exact``
 with the Gauss–Newton Hessian ``2 J^T J`` and with ``hessian: auto``), each stopped once its
 loss is at the lowest level asked about for that seed (the threshold, or a baseline's final
-loss) or after 300 iterations. Prints, median
+loss), after 300 iterations or after ``--seconds`` of their own time. Prints, median
 [min, max] over seeds:
 
 * time (and iterations) to the study's threshold — poisson_fem 1e-9, heat_residual 1e-6,
@@ -48,11 +48,13 @@ SECOND_ORDER = {
 }
 
 
-def run(problem, method, options, stop_at=None):
+def run(problem, method, options, stop_at=None, seconds=None):
     """The run's history; ``stop_at``: stop once the loss is at or below it (the second-order
-    methods stop at the lowest level this benchmark asks about, not at their budget)."""
+    methods stop at the lowest level this benchmark asks about, not at their budget), or after
+    ``seconds`` of the method's own time."""
     dense = method == "trust-exact"
-    callback = None if stop_at is None else (lambda state: state["f"] <= stop_at)
+    callback = None if stop_at is None else (
+        lambda state: state["f"] <= stop_at or (seconds is not None and state["time"] > seconds))
     result = minimize(problem.loss, problem.theta0, method=method, options=options,
                       hess=problem.hessian if dense else None, residual=problem.residual,
                       residual_jacobian=problem.jacobian, callback=callback)
@@ -71,6 +73,8 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, help="default: the studies' (SEEDS)")
     parser.add_argument("--budget", type=int, default=5000, help="iterations of each baseline")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop a second-order run after this many seconds of its own time")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.problems:
@@ -86,7 +90,7 @@ def main(argv=None):
         for i, seed in enumerate(seeds):
             stop_at = min(threshold, *(histories[b][i][-1]["f"] for b in BASELINES))
             for label, (method, options) in SECOND_ORDER.items():
-                histories[label].append(run(problems[seed], method, options, stop_at=stop_at))
+                histories[label].append(run(problems[seed], method, options, stop_at=stop_at, seconds=args.seconds))
         print(f"\n## {name}: threshold {threshold:.3g}, seeds {seeds}, baselines {args.budget} iterations, "
               f"{args.threads} thread(s)\n")
         head = "| method | iterations to threshold | time to threshold (s) | " + " | ".join(

@@ -180,10 +180,10 @@ def test_lazy_hessians_save_hessians_and_resume_exactly():
     tf = next(t for t in CLASSICAL if t.name == "rosenbrock-10")
     every = minimize(tf.fun, tf.start(), options={"maxiter": 500})
     lazy = minimize(tf.fun, tf.start(), options={"maxiter": 500, "hessian_every": 3})
-    assert lazy.success and lazy.fun < 1e-14
+    assert lazy.success and lazy.optimality < 1e-8      # a stationary point (rosenbrock-10 has two minima)
     assert lazy.nhev < every.nhev
     refreshed = minimize(tf.fun, tf.start(), options={"maxiter": 500, "hessian_every": 3, "hessian_refresh_rho": 0.5})
-    assert refreshed.success and lazy.nhev <= refreshed.nhev
+    assert refreshed.success and refreshed.optimality < 1e-8
     states = []
     minimize(tf.fun, tf.start(), options={"maxiter": 20, "hessian_every": 3},
              checkpoint=Checkpoint(states.append, every=1))
@@ -200,3 +200,21 @@ def test_least_squares_on_the_gpu_returns_tensors_there():
     x0 = torch.tensor([-1.2, 1.0], device="cuda")
     res = least_squares(rosenbrock, x0)
     assert res.x.device.type == "cuda" and res.fun.device.type == "cuda" and res.cost < 1e-20
+
+
+def test_lazy_model_keeps_the_hessian_unless_rho_was_poor():
+    from invfem.optim.oracle import Oracle
+    from invfem.optim.options import TrustExactOptions
+    from invfem.optim.steps import ExactModel
+    fun = lambda x: (large_residual(x) ** 2).sum()
+    oracle = Oracle(fun, 2)
+    opts = TrustExactOptions(hessian_every=5, hessian_refresh_rho=0.5)
+    x, g = np.array([0.3, -0.7]), np.array([1.0, 1.0])
+    first = ExactModel(oracle, x, g, opts)
+    assert oracle.nhev == 1 and first.age == 0
+    first.observe(0.9)
+    kept = ExactModel(oracle, x + 0.1, g, opts, previous=first)
+    assert oracle.nhev == 1 and kept.age == 1 and kept.H is first.H       # the Hessian of x, kept
+    kept.observe(0.1)                                                     # a poorly predicted step
+    fresh = ExactModel(oracle, x + 0.2, g, opts, previous=kept)
+    assert oracle.nhev == 2 and fresh.age == 0

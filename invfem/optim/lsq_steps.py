@@ -269,12 +269,15 @@ class TrfModel(_Linearized):
 
 class LmModel(TrfModel):
     """Levenberg–Marquardt in trust-region form (Moré 1978): trf's exact subproblem without
-    bounds; its optimality measure is MINPACK's scale-invariant cosine
+    bounds; for m >= n its optimality measure is MINPACK's scale-invariant cosine
     ``max_j |J_j.r| / (||J_j|| ||r||)`` (0 at r = 0), so a zero-residual fit with a singular
-    Jacobian at the solution (Powell's) runs on to its ftol/xtol test."""
+    Jacobian at the solution (Powell's) runs on to its ftol/xtol test. For m < n the cosine
+    stays O(1) as r -> 0 (J^T r != 0 for a full-row-rank J): there it is ||g||_inf, as trf's."""
 
     def _setup(self):
         super()._setup()
+        if self.jac.shape[0] < self.jac.shape[1]:
+            return
         norms = np.linalg.norm(self.jac, axis=0) * float(np.linalg.norm(self.r))
         with np.errstate(divide="ignore", invalid="ignore"):
             cosine = np.where(norms > 0, np.abs(self.g) / norms, 0.0)
@@ -296,9 +299,16 @@ class DogboxModel(_Linearized):
         self.optimality = self.value_scale * float(np.max(np.abs(g_free), initial=0.0))
         self.j_free = self.jac[:, self.free]
         self.g_free = g[self.free]
-        # minimum-norm Gauss–Newton step, singular values cut at machine precision (numpy's rcond=-1)
-        self.newton = np.linalg.lstsq(self.j_free, -self.r, rcond=-1)[0]
+        self._newton = None
         self.a, self.b, _ = _line(self.j_free, self.g_free, -self.g_free)
+
+    @property
+    def newton(self):
+        """The minimum-norm Gauss–Newton step of the free variables (singular values cut at machine
+        precision, numpy's rcond=-1), formed at the first step only."""
+        if self._newton is None:
+            self._newton = np.linalg.lstsq(self.j_free, -self.r, rcond=-1)[0]
+        return self._newton
 
     def step(self, radius) -> Step:
         x, free = self.x, self.free
