@@ -116,25 +116,29 @@ class ObservationMisfit:
         """``w^1/2 B S`` ``(n_obs, P)`` for a state sensitivity ``S`` stored on a subset of rows
         (``rows[i]``: the row of ``sens`` holding flat state entry ``i``; ``>= len(sens)``: none, a
         Dirichlet dof or data, whose sensitivity is zero), as :meth:`add_hessian_product`."""
+        return self._observe(sens, rows)[0].mul_(torch.sqrt(self._row_weight(sens)))
+
+    def _observe(self, directions: torch.Tensor, rows: torch.Tensor):
+        """``(B D, r, o, v)``: the observations of directions ``D`` stored on a subset of rows (as
+        :meth:`add_hessian_product`), and the kept entries of B (state row, observation, value)."""
         obs = self.observation
         r = rows[obs.cols]
-        keep = r < sens.shape[0]
-        out = sens.new_zeros(obs.n, sens.shape[1]).index_add_(0, obs.rows[keep], obs.vals[keep][:, None] * sens[r[keep]])
-        weight = torch.as_tensor(self.weight, dtype=sens.dtype, device=sens.device)
-        return out.mul_(torch.sqrt(weight)[:, None] if weight.ndim else torch.sqrt(weight))
+        keep = r < directions.shape[0]
+        r, o, v = r[keep], obs.rows[keep], obs.vals[keep][:, None]
+        return directions.new_zeros(obs.n, directions.shape[1]).index_add_(0, o, v * directions[r]), r, o, v
+
+    def _row_weight(self, like: torch.Tensor) -> torch.Tensor:
+        """The weight as a tensor that broadcasts over rows ``(n_obs, k)``."""
+        weight = torch.as_tensor(self.weight, dtype=like.dtype, device=like.device)
+        return weight[:, None] if weight.ndim else weight
 
     def add_hessian_product(self, out: torch.Tensor, directions: torch.Tensor, rows: torch.Tensor,
                             alpha: float = 1.0) -> torch.Tensor:
         """``out += alpha (Hess m) directions`` where the state lives on a subset of rows:
         ``rows[i]`` is the row of ``out`` / ``directions`` holding flat state entry ``i``
         (``>= len(out)``: not represented, e.g. a Dirichlet dof, whose direction is zero)."""
-        obs = self.observation
-        r = rows[obs.cols]
-        keep = r < out.shape[0]
-        r, o, v = r[keep], obs.rows[keep], obs.vals[keep][:, None]
-        bd = directions.new_zeros(obs.n, directions.shape[1]).index_add_(0, o, v * directions[r])      # B D
-        weight = self.weight if not torch.is_tensor(self.weight) or self.weight.ndim == 0 else self.weight[:, None]
-        bd.mul_(2.0 * alpha * weight)
+        bd, r, o, v = self._observe(directions, rows)                                                 # B D
+        bd.mul_(2.0 * alpha * self._row_weight(bd))
         return out.index_add_(0, r, v * bd[o])                                                        # B^T (2 W B D)
 
     def hessian_apply(self, u: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:

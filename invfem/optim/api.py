@@ -8,19 +8,16 @@ history format.
 from __future__ import annotations
 
 import math
-import sys
-import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from invfem.errors import ConfigError, ShapeError
+from invfem.errors import ConfigError
 from invfem.optim import baselines, steps
 from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
-from invfem.optim.bounds import interior_start, parse_bounds
+from invfem.optim.bounds import flat_start, interior_start, parse_bounds
 from invfem.optim.checkpoint import run_hooks
 from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions,
                                   ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
@@ -120,13 +117,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     reuse_freed_memory()        # the dense per-iteration work otherwise faults its matrices in page by page
     spec = METHODS[method]
     opts = parse_options(method, spec.options, options)
-    x0 = torch.as_tensor(x0, dtype=torch.float64).detach()
-    if x0.ndim != 1:
-        raise ShapeError(f"x0 must be a flat vector, got shape {tuple(x0.shape)}")
-    device = x0.device
-    x0 = x0.cpu().numpy().copy()
-    if not np.all(np.isfinite(x0)):
-        raise ValueError(f"x0 contains NaN or inf at indices {np.flatnonzero(~np.isfinite(x0))[:5].tolist()}")
+    x0, device = flat_start(x0)
     n = x0.shape[0]
     if spec.derivatives == "jacobian":
         if residual is None:

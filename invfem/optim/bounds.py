@@ -1,4 +1,4 @@
-"""Bounds of an optimizer's variables: parsing, checks and a feasible (or strictly feasible) start."""
+"""An optimizer's start and bounds: the flat start vector, parsed bounds, a feasible (or strictly feasible) start."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ import numpy as np
 import torch
 
 from invfem.errors import ConfigError, ShapeError
+
+
+def flat_start(x0):
+    """``(x0 as a float64 numpy copy, its device)`` of a flat, finite start vector; one-line errors otherwise."""
+    x0 = torch.as_tensor(x0, dtype=torch.float64).detach()
+    if x0.ndim != 1:
+        raise ShapeError(f"x0 must be a flat vector, got shape {tuple(x0.shape)}")
+    x = x0.cpu().numpy().copy()
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"x0 contains NaN or inf at indices {np.flatnonzero(~np.isfinite(x))[:5].tolist()}")
+    return x, x0.device
 
 
 def parse_bounds(bounds, n, strict: bool = False):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from invfem.errors import ConfigError, InvalidTrialPoint, NonFiniteError, ShapeError
-from invfem.optim.bounds import parse_bounds
+from invfem.optim.bounds import flat_start, parse_bounds
 from invfem.optim.checkpoint import run_hooks
 from invfem.optim.lsq_steps import MODELS, strictly_feasible
 from invfem.optim.oracle import CountedOracle
@@ -310,12 +310,7 @@ def solve(fun, x0, jac, bounds, method: str, opts: LeastSquaresOptions, value_sc
     """:func:`least_squares` with parsed options; ``value_scale = 2`` reports ``||r||^2`` as f
     (how :func:`invfem.optim.minimize` runs these methods on a loss ``||r||^2``)."""
     reuse_freed_memory()
-    x0 = torch.as_tensor(x0, dtype=torch.float64).detach()
-    if x0.ndim != 1:
-        raise ShapeError(f"x0 must be a flat vector, got shape {tuple(x0.shape)}")
-    device, x = x0.device, x0.cpu().numpy().copy()
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"x0 contains NaN or inf at indices {np.flatnonzero(~np.isfinite(x))[:5].tolist()}")
+    x, device = flat_start(x0)
     n = x.shape[0]
     lower, upper = parse_bounds((-np.inf, np.inf) if bounds is None else bounds, n, strict=True)
     bounded = bool(np.any(np.isfinite(lower)) or np.any(np.isfinite(upper)))

@@ -159,7 +159,8 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             radius = min(settings.expand * radius, settings.max_radius)
         accepted = finite and (rho > settings.eta or settings.eta == -math.inf or
                                settings.accept_decrease and f_trial < f)
-        stop = _tolerance_status(settings, f, f_trial, rho, float(np.linalg.norm(step.p)), x) if finite else None
+        step_norm = float(np.linalg.norm(step.p))
+        stop = _tolerance_status(settings, f, f_trial, rho, step_norm, x) if finite else None
         if accepted:
             f_before = f
             x = x_trial
@@ -170,7 +171,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
             model = build_model(x, g, model)
         entry = history_entry(k, f, model.optimality, oracle, start, radius=used, rho=rho,
-                       step_norm=float(np.linalg.norm(step.p)), accepted=accepted,
+                       step_norm=step_norm, accepted=accepted,
                        inner_iterations=int(step.inner_iterations), hard_case=bool(step.hard_case),
                        negative_curvature=bool(step.negative_curvature), hits_boundary=bool(step.hits_boundary),
                        f_trial=f_trial)
