@@ -19,6 +19,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from invfem.errors import ShapeError
+from invfem.linalg.pattern import csr_tensor
 
 
 def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -115,8 +116,26 @@ class ObservationMisfit:
     def residual_jacobian(self, sens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``w^1/2 B S`` ``(n_obs, P)`` for a state sensitivity ``S`` stored on a subset of rows
         (``rows[i]``: the row of ``sens`` holding flat state entry ``i``; ``>= len(sens)``: none, a
-        Dirichlet dof or data, whose sensitivity is zero), as :meth:`add_hessian_product`."""
-        return self._observe(sens, rows)[0].mul_(torch.sqrt(self._row_weight(sens)))
+        Dirichlet dof or data, whose sensitivity is zero), as :meth:`add_hessian_product`.
+        ``w^1/2 B`` on those rows is one sparse CSR matrix (built once per ``rows``): one
+        sparse-times-dense product, not a gather, a scaling and an ``index_add`` of ``(n_obs, P)``."""
+        weight = self.weight
+        key = (rows.data_ptr(), rows.numel(), sens.shape[0],
+               weight.data_ptr() if isinstance(weight, torch.Tensor) else float(weight))
+        cached = self.__dict__.get("_weighted_b")
+        if cached is None or cached[0] != key:
+            obs = self.observation
+            r = rows[obs.cols]
+            keep = r < sens.shape[0]
+            r, o = r[keep], obs.rows[keep]
+            v = obs.vals[keep] * torch.sqrt(torch.as_tensor(weight, dtype=sens.dtype, device=sens.device)
+                                            .expand(obs.n)[o])
+            order = torch.argsort(o * sens.shape[0] + r)
+            crow = torch.zeros(obs.n + 1, dtype=torch.int64, device=sens.device)
+            crow[1:] = torch.cumsum(torch.bincount(o, minlength=obs.n), 0)
+            matrix = csr_tensor(crow, r[order], v[order].to(sens.dtype), (obs.n, sens.shape[0]))
+            self.__dict__["_weighted_b"] = cached = (key, matrix)
+        return cached[1] @ sens
 
     def _observe(self, directions: torch.Tensor, rows: torch.Tensor):
         """``(B D, r, o, v)``: the observations of directions ``D`` stored on a subset of rows (as

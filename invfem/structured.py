@@ -33,9 +33,16 @@ from torch.func import grad, jvp, vmap
 from invfem.derivatives import hessian as generic_hessian
 from invfem.errors import NonPositiveCoefficientError
 from invfem.derivatives import value_and_grad
-from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
+from invfem.nn.hessian import DEFAULT_CHUNK, NetworkJacobian, network_terms, supports_fast_hessian
 
 HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
+
+
+#: above this size of the (Q, P) network Jacobian a residual Jacobian is formed from its factors
+#: (measured, benchmarks/jacobian_cost.py: at 4.4 MB (600 points) forming J and one sparse
+#: product is faster, 13 vs 24 ms for heat_residual; at 40 MB (5400 points) the factored
+#: product, 47 vs 54 ms for poisson_fem 30x30)
+FACTORED_JACOBIAN_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,20 @@ class CoefficientLoss:
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
         """``d residual / d theta`` ``(m, P)``: the outer loss's ``residual_jacobian`` applied to the
         network's closed-form ``J = d kappa / d theta`` (``torch.func.jacrev`` of the network for
-        a network the closed form does not cover). No autograd through a solve."""
+        a network the closed form does not cover). No autograd through a solve. Where ``J`` would
+        exceed :data:`FACTORED_JACOBIAN_BYTES` and the outer loss offers ``jacobian_coupling``,
+        ``J`` stays factored (:class:`~invfem.nn.hessian.NetworkJacobian`)."""
         theta = theta.detach()
+        factored = self.supported and self.points.shape[0] * theta.shape[0] * 8 > FACTORED_JACOBIAN_BYTES
+        coupling_of = getattr(self.outer, "jacobian_coupling", None) if factored else None
+        if coupling_of is not None:
+            # the outer's d residual / d kappa is finish(C @ .) for a sparse C: apply C to the
+            # network's factored J (NetworkJacobian), never forming the (Q, P) matrix
+            network = NetworkJacobian(self.mlp, theta, self.points)
+            parts = coupling_of(network.kappa)
+            if parts is not None:
+                coupling, finish = parts
+                return finish(network.left_multiply(coupling))
         if self.supported:
             terms = network_terms(self.mlp, theta, self.points)
             kappa, jac = terms.kappa, terms.jac
@@ -234,6 +253,15 @@ class PositiveCoefficient:
     def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
         self.check(kappa)
         return self.outer.residual_jacobian(kappa, jac)
+
+    def jacobian_coupling(self, kappa: torch.Tensor):
+        """The wrapped loss's ``(C, finish)`` (see :meth:`CoefficientLoss.jacobian`), or None
+        where it has none."""
+        inner = getattr(self.outer, "jacobian_coupling", None)
+        if inner is None:
+            return None
+        self.check(kappa)
+        return inner(kappa)
 
 
 def has_residual(loss) -> bool:

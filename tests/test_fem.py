@@ -93,3 +93,24 @@ def test_bad_shapes_raise():
         unit_square(0)
     with pytest.raises(ShapeError, match="Dirichlet"):
         FunctionSpace(unit_square(2), 1, dirichlet=[0, 99])
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_coupling_matrix_equals_scatter_points_and_the_dense_coupling(order):
+    """C(v) as one sparse CSR matrix: the same product as scatter_points, kept rows only, and
+    column q equal to (dA/dkappa_q) v assembled densely."""
+    space = FunctionSpace(unit_square(3), order=order)
+    k_map = stiffness_map(space)
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(2, space.n_dofs, generator=gen, dtype=torch.float64)
+    coef = k_map.coupling(v)                                   # two couplings stacked
+    rows = torch.randn(space.n_quad, 7, generator=gen, dtype=torch.float64)
+    full = space.coupling_matrix(coef)
+    assert full.shape == (2 * space.n_dofs, space.n_quad)
+    torch.testing.assert_close(full @ rows, space.scatter_points(coef, rows).reshape(-1, 7), rtol=1e-13, atol=1e-14)
+    free = space.coupling_matrix(coef, space.free_rows, space.n_free)     # Dirichlet rows dropped
+    scattered = space.scatter_points(coef, rows, dof_rows=space.free_rows)[:, :space.n_free]
+    torch.testing.assert_close(free @ rows, scattered.reshape(-1, 7), rtol=1e-13, atol=1e-14)
+    dense = np.stack([k_map.to_scipy(e).toarray() @ v[0].numpy() for e in torch.eye(space.n_quad,
+                                                                                 dtype=torch.float64)], 1)
+    np.testing.assert_allclose(full.to_dense()[:space.n_dofs].numpy(), dense, rtol=1e-12, atol=1e-14)

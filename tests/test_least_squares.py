@@ -93,6 +93,31 @@ def test_lsmr_subspace_solver_reaches_the_exact_solvers_minimum(name, fun, x0, b
     assert subspace.cost == pytest.approx(exact.cost, rel=1e-8, abs=1e-18)
 
 
+def test_lsmr_tolerances_are_scipys_and_can_be_set(monkeypatch):
+    """tr_options reach LSMR (scipy's names and defaults): a looser atol and one LSMR iteration
+    per step change the steps, and the fit still gets near Powell's zero-residual minimum."""
+    import scipy.sparse.linalg
+
+    from invfem.optim import lsq_steps
+
+    seen, real = [], scipy.sparse.linalg.lsmr
+    monkeypatch.setattr(scipy.sparse.linalg, "lsmr", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    fun, x0 = PROBLEMS[1][1], torch.tensor(PROBLEMS[1][2])
+    default = least_squares(fun, x0, tr_solver="lsmr", **TIGHT)
+    assert seen[0] == lsq_steps.LSMR_DEFAULTS
+    seen.clear()
+    capped = least_squares(fun, x0, tr_solver="lsmr", tr_options={"atol": 1e-2, "maxiter": 1}, **TIGHT)
+    assert seen[0] == {"atol": 1e-2, "btol": 1e-6, "maxiter": 1}
+    assert default.cost < 1e-18 and capped.cost < 1e-9         # Powell's singular zero-residual fit
+    assert capped.njev != default.njev
+    with pytest.raises(ConfigError, match="unknown key 'damp' in option tr_options"):
+        least_squares(fun, x0, tr_solver="lsmr", tr_options={"damp": 1.0})
+    with pytest.raises(ConfigError, match="tr_options applies to tr_solver 'lsmr' only"):
+        least_squares(fun, x0, tr_options={"atol": 1e-3})
+    with pytest.raises(ConfigError, match="tr_options.maxiter must be a positive integer"):
+        least_squares(fun, x0, tr_solver="lsmr", tr_options={"maxiter": 0})
+
+
 def test_default_jacobian_equals_a_given_one():
     auto = least_squares(osborne, torch.tensor([0.5, 1.5, -1.0, 0.01, 0.02]))
     given = least_squares(osborne, torch.tensor([0.5, 1.5, -1.0, 0.01, 0.02]), jac=torch.func.jacfwd(osborne))

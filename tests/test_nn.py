@@ -1,4 +1,5 @@
 import pytest
+import scipy.sparse
 import torch
 from torch import nn
 
@@ -178,3 +179,31 @@ def test_sin_activation_and_no_output_bias_in_closed_form(activation, omega, out
     streamed = network_terms(mlp, theta, x, g, w, chunk=9, on_chunk=on_chunk, store=False)
     torch.testing.assert_close(seen, terms.jac, rtol=0, atol=0)
     torch.testing.assert_close(streamed.hessian, terms.hessian, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("widths,activation,positivity", ARCHITECTURES)
+@pytest.mark.parametrize("output_bias", [True, False])
+def test_factored_jacobian_times_a_sparse_matrix_matches_torch_func(widths, activation, positivity, output_bias):
+    """NetworkJacobian.left_multiply(M) == M @ J for a sparse M, J from torch.func (every layer
+    shape: stacked over rows of W where n <= k, over columns where n > k; no output bias)."""
+    from invfem.linalg.pattern import csr_tensor
+    from invfem.nn.hessian import NetworkJacobian
+
+    mlp = MLP(widths, activation=activation, positivity=positivity, shift=0.5, output_bias=output_bias)
+    theta = mlp.init(3) + 0.1 * torch.randn(mlp.n_params, generator=torch.Generator().manual_seed(4))
+    x = torch.rand(31, widths[0], generator=torch.Generator().manual_seed(5))
+    dense = torch.randn(9, 31, generator=torch.Generator().manual_seed(6))
+    dense[dense.abs() < 0.8] = 0.0                   # about 40 % nonzero, one row empty
+    dense[4] = 0.0
+    m = scipy.sparse.csr_matrix(dense.numpy())
+    matrix = csr_tensor(torch.as_tensor(m.indptr, dtype=torch.int64), torch.as_tensor(m.indices, dtype=torch.int64),
+                        torch.as_tensor(m.data), m.shape)
+    network = NetworkJacobian(mlp, theta, x)
+    jac = torch.func.jacrev(lambda t: mlp(t, x))(theta)
+    torch.testing.assert_close(network.kappa, mlp(theta, x), rtol=1e-14, atol=1e-14)
+    reference = dense @ jac
+    got = network.left_multiply(matrix)
+    assert got.shape == (9, mlp.n_params)
+    assert float((got - reference).abs().max()) < 1e-12 * float(reference.abs().max())
+    with pytest.raises(ShapeError, match="sparse CSR with 31 columns"):
+        network.left_multiply(dense)

@@ -87,6 +87,18 @@ def test_loss_is_the_squared_residual_and_the_jacobian_is_exact(case):
     assert np.all(rates(first) > 0.95) and np.all(rates(second) > 1.9), (name, rates(first), rates(second))
 
 
+def test_factored_network_jacobian_path_is_exact(case, monkeypatch):
+    """With the size threshold at 0 every coefficient problem whose outer loss offers
+    jacobian_coupling takes the factored path (the one large meshes take): still jacrev's J."""
+    import invfem.structured
+
+    name, p, theta = case
+    monkeypatch.setattr(invfem.structured, "FACTORED_JACOBIAN_BYTES", 0)
+    reference = jacrev(p.residual)(theta)
+    jac = p.jacobian(theta)
+    assert float(torch.linalg.norm(jac - reference) / torch.linalg.norm(reference)) < 1e-10, name
+
+
 def test_trf_and_gauss_newton_fit_poisson_fem_to_round_off():
     p = poisson_fem.make_problem(n=4, widths=(2, 6, 6, 1))
     fit = least_squares(p.residual, p.theta0, jac=p.jacobian, ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=200)

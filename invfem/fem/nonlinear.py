@@ -31,7 +31,7 @@ from invfem.fem.operators import DirichletSystem, load_vector, state_sensitivity
 from invfem.fem.space import FunctionSpace
 from invfem.linalg import SparseSolver, sparse_solve
 from invfem.misfit import ObservationMisfit, add_hessian_on_free_rows
-from invfem.nn.hessian import DEFAULT_CHUNK, network_terms, supports_fast_hessian
+from invfem.nn.hessian import DEFAULT_CHUNK, NetworkJacobian, network_terms, supports_fast_hessian
 
 
 def value_and_derivative(kappa, u_q: torch.Tensor):
@@ -228,10 +228,11 @@ class NewtonStateLoss:
         pde, mlp = self.pde, self.mlp
         u = pde.state(mlp, theta)
         kq, dkq = pde._state(lambda z: mlp(theta, z), u)
-        jac = network_terms(mlp, theta, pde.space.interpolate(u)[:, None]).jac
-        sens = state_sensitivity(pde.space, pde.jacobian_values(u, kq, dkq), pde.system.solver,
-                                 pde.stiffness.coupling(u), jac)
-        return self.misfit.residual_jacobian(sens, pde.space.free_rows)
+        space = pde.space
+        network = NetworkJacobian(mlp, theta, space.interpolate(u)[:, None])
+        c_j = network.left_multiply(space.coupling_matrix(pde.stiffness.coupling(u), space.free_rows, space.n_free))
+        sens = state_sensitivity(pde.jacobian_values(u, kq, dkq), pde.system.solver, c_j)
+        return self.misfit.residual_jacobian(sens, space.free_rows)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact ``(P, P)`` Hessian at ``theta`` (class docstring)."""

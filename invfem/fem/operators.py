@@ -159,11 +159,10 @@ class DirichletSystem:
         return self.space.expand(u_free, u_dirichlet)
 
 
-def state_sensitivity(space: FunctionSpace, a_ff: torch.Tensor, solver: SparseSolver, coupling: torch.Tensor,
-                      jac: torch.Tensor) -> torch.Tensor:
+def state_sensitivity(a_ff: torch.Tensor, solver: SparseSolver, c_j: torch.Tensor) -> torch.Tensor:
     """``S = du/dtheta = -A^{-1} C(v) J`` on the free dofs, ``(n_free, P)``: the state sensitivity
     of ``A u = F`` to a coefficient ``kappa_theta`` at the quadrature points, by ONE solve with
     ``P`` right-hand sides on the cached factorization of ``A`` (``a_ff``: the free block's
-    values; ``coupling``: ``C(v)[:, q] = (dA/dkappa_q) v`` in element form; ``jac = dkappa/dtheta``)."""
-    c_j = space.scatter_points(coupling, jac, dof_rows=space.free_rows)[0, :space.n_free]
+    values; ``c_j``: ``C(v) J`` on the free rows, ``C(v)[:, q] = (dA/dkappa_q) v``, ``J = dkappa/dtheta``,
+    e.g. ``space.coupling_matrix(coupling, space.free_rows, space.n_free) @ J``)."""
     return sparse_solve(a_ff, c_j, solver).neg_()

@@ -16,6 +16,7 @@ import torch
 
 from invfem.errors import ConfigError, ShapeError
 from invfem.fem.meshes import unit_square  # noqa: F401  (the docstring example)
+from invfem.linalg.pattern import csr_tensor
 
 _ELEMENTS = {1: skfem.ElementTriP1, 2: skfem.ElementTriP2}
 _SCATTER_BYTES = 32 * 2 ** 20     # temporary of one batched product in FunctionSpace.scatter_points
@@ -175,6 +176,38 @@ class FunctionSpace:
             index = (dofs[:, None, :] + shift[None]).reshape(-1)
             out.view(k * n_out, m).index_add_(0, index, local.view(-1, m))
         return out
+
+    def coupling_matrix(self, coef: torch.Tensor, dof_rows: torch.Tensor | None = None,
+                        n_rows: int | None = None) -> torch.Tensor:
+        """The coupling of :meth:`scatter_points` as one sparse CSR matrix ``(k * n_rows, n_quad)``:
+        row ``k' * n_rows + dof_rows[dofs[a, e]]``, column ``e * n_qp + q`` holds
+        ``coef[e, k' * n_loc + a, q]``; rows numbered ``>= n_rows`` (the dump row of
+        :attr:`free_rows`) are dropped. ``C @ M`` is then ``scatter_points(coef, M)`` restricted
+        to the kept rows, by one sparse-times-dense product (no ``(E, k n_loc, m)`` intermediate,
+        no ``index_add``: 1.6x faster at 30x30 P1, measured in ``benchmarks/jacobian_cost.py``).
+        The sparsity structure is built once per ``(k, dof_rows, n_rows)`` and cached.
+        """
+        n_elem, n_loc, n_qp = self.n_elements, self.element_dofs.shape[0], self.n_qp
+        k = coef.shape[1] // n_loc
+        n_rows = (self.n_dofs if dof_rows is None else int(dof_rows.max()) + 1) if n_rows is None else int(n_rows)
+        key = (k, None if dof_rows is None else dof_rows.data_ptr(), n_rows)
+        cache = self.__dict__.setdefault("_coupling_structures", {})
+        if key not in cache:
+            dofs = self.element_dofs.T if dof_rows is None else dof_rows[self.element_dofs.T]   # (E, n_loc)
+            shift = torch.arange(k, device=dofs.device)[:, None] * n_rows
+            row = (dofs[:, None, :] + shift[None]).reshape(n_elem, k * n_loc, 1).expand(n_elem, k * n_loc, n_qp)
+            local = dofs[:, None, :].expand(n_elem, k, n_loc).reshape(n_elem, k * n_loc, 1).expand(-1, -1, n_qp)
+            col = (torch.arange(n_elem, device=dofs.device)[:, None, None] * n_qp
+                   + torch.arange(n_qp, device=dofs.device)).expand(n_elem, k * n_loc, n_qp)
+            keep = (local < n_rows).reshape(-1)
+            row, col = row.reshape(-1)[keep], col.reshape(-1)[keep]
+            flat = torch.arange(keep.numel(), device=dofs.device)[keep]
+            order = torch.argsort(row * self.n_quad + col)
+            crow = torch.zeros(k * n_rows + 1, dtype=torch.int64, device=dofs.device)
+            crow[1:] = torch.cumsum(torch.bincount(row, minlength=k * n_rows), 0)
+            cache[key] = (crow, col[order].contiguous(), flat[order].contiguous(), (k * n_rows, self.n_quad))
+        crow, col, take, size = cache[key]
+        return csr_tensor(crow, col, coef.reshape(-1)[take], size)
 
     def _scratch(self, shape, like: torch.Tensor) -> torch.Tensor:
         """A reusable work array (fresh large allocations cost page faults on every call)."""

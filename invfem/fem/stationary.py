@@ -66,12 +66,21 @@ class LinearStateLoss:
 
     def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
         """``d residual / d theta = w^1/2 B S`` with ``S = -A^{-1} C(u) J`` (one P-column solve)."""
+        coupling, finish = self.jacobian_coupling(kappa)
+        return finish(coupling @ jac)
+
+    def jacobian_coupling(self, kappa: torch.Tensor):
+        """``(C, finish)``: the sparse ``C(u)`` on the free rows ``(n_free, n_quad)`` and the map
+        ``C(u) J -> w^1/2 B (-A^{-1} C(u) J)`` (the solve on the cached factorization), so that
+        ``residual_jacobian = finish(C @ J)`` for any way of forming ``C @ J``."""
         system, space = self.system, self.system.space
         with torch.no_grad():
             values = self.operator.values(kappa)
             u = self.solve(kappa)
-        sens = state_sensitivity(space, system.condense_matrix(values), system.solver, self.operator.coupling(u), jac)
-        return self.misfit.residual_jacobian(sens, space.free_rows)
+        a_ff = system.condense_matrix(values)
+        coupling = space.coupling_matrix(self.operator.coupling(u), space.free_rows, space.n_free)
+        return coupling, lambda c_j: self.misfit.residual_jacobian(state_sensitivity(a_ff, system.solver, c_j),
+                                                                   space.free_rows)
 
     def linearize(self, kappa: torch.Tensor) -> Linearization:
         """State, adjoint and gradient at ``kappa``, and ``J -> J^T (Hess outer) J`` (module docstring).

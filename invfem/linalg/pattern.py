@@ -18,6 +18,15 @@ import torch
 from invfem.errors import PatternMismatchError, ShapeError
 
 
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size) -> torch.Tensor:
+    """A ``torch.sparse_csr`` matrix from a valid CSR triple (no invariant checks, no beta notice).
+    For the closed-form, non-differentiated products (residual Jacobians), where one sparse
+    times dense product replaces gathers and ``index_add``; not for ``torch.func`` paths."""
+    with warnings.catch_warnings():          # torch's one-time "CSR support is in beta" notice
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
+
+
 @dataclass(frozen=True, eq=False)
 class SparsityPattern:
     """Row/column structure of an ``n x n`` sparse matrix in CSR order.

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from invfem.errors import ShapeError
+from invfem.linalg.pattern import csr_tensor
 from invfem.nn.mlp import MLP
 
 DEFAULT_CHUNK = 1024  # points per chunk: large enough for efficient GEMMs (measured: 512-2048 within noise)
@@ -154,30 +155,15 @@ class _Pass:
     # -- one chunk -------------------------------------------------------------------------
     def chunk(self, x, sl, g, w):
         L, layers, widths = self.n_layers, self.layers, self.widths
-        sigma, phi = self.mlp.sigma, self.mlp.phi
         c = x.shape[0]
-        acts, s1, s2 = [x.T], [None], [None]             # a_0 = x; s1/s2 of hidden layers 1..L-1; (n, c)
-        for w_l, b_l in layers[:-1]:
-            z = torch.addmm(b_l[:, None], w_l, acts[-1])
-            d1, d2 = sigma.derivatives(z)
-            acts.append(sigma.value(z))
-            s1.append(d1)
-            s2.append(d2)
-        w_out, b_out = layers[-1]
-        z_out = torch.addmm(b_out[:, None], w_out, acts[-1])[0]
-        dphi, d2phi = phi.derivatives(z_out)
-        self.kappa[sl] = phi.value(z_out) + self.mlp.shift
-        # backward: delta[l] = d kappa / d z_l, abar[l] = d kappa / d a_l
-        delta, abar = [None] * (L + 1), [None] * L
-        delta[L] = dphi[None, :]
-        for l in range(L - 1, 0, -1):
-            abar[l] = layers[l][0].T @ delta[l + 1]      # layers[l] = (W_{l+1}, b_{l+1})
-            delta[l] = s1[l] * abar[l]
+        kappa, acts, s1, s2, delta, abar, dphi, d2phi = _forward_backward(self.mlp, layers, x)
+        self.kappa[sl] = kappa
         jac = self.jac[self._rows(sl)]
         for l in range(1, L + 1):                        # J rows: W_l (i, j) = delta_l[i] a_{l-1}[j], then b_l
             n, k, off = widths[l], widths[l - 1], self.offsets[l - 1]
-            torch.mul(delta[l].T[:, :, None], acts[l - 1].T[:, None, :], out=jac[:, off:off + n * k].view(c, n, k))
-            jac[:, off + n * k:off + n * k + n] = delta[l].T
+            d_rows, a_rows = delta[l].T.contiguous(), acts[l - 1].T.contiguous()    # points first: unit strides
+            torch.mul(d_rows[:, :, None], a_rows[:, None, :], out=jac[:, off:off + n * k].view(c, n, k))
+            jac[:, off + n * k:off + n * k + n] = d_rows
         mixed = self.mixed[self._rows(sl)] if self.input_derivatives else None
         if self.input_derivatives:
             self.kappa_x[sl] = (layers[0][0].T @ delta[1]).T
@@ -283,6 +269,87 @@ class _Pass:
                 rows, cols = slice(rw, rb + n_l), slice(cw, cb + n_m)
                 h[cols, rows] = h[rows, cols].T
         return h
+
+
+def _forward_backward(mlp: MLP, layers, x: torch.Tensor):
+    """One forward and one backward pass at the points ``x`` ``(c, n_in)``, points last:
+    ``kappa (c,)``, activations ``acts[l] = a_l`` (``a_0 = x^T``), ``s1[l], s2[l]`` = sigma', sigma''
+    at ``z_l`` (hidden layers), ``delta[l] = d kappa / d z_l``, ``abar[l] = d kappa / d a_l``,
+    and phi', phi'' at the output."""
+    sigma, phi = mlp.sigma, mlp.phi
+    L = len(layers)
+    acts, s1, s2 = [x.T], [None], [None]             # a_0 = x; s1/s2 of hidden layers 1..L-1; (n, c)
+    for w_l, b_l in layers[:-1]:
+        z = torch.addmm(b_l[:, None], w_l, acts[-1])
+        d1, d2 = sigma.derivatives(z)
+        acts.append(sigma.value(z))
+        s1.append(d1)
+        s2.append(d2)
+    w_out, b_out = layers[-1]
+    z_out = torch.addmm(b_out[:, None], w_out, acts[-1])[0]
+    dphi, d2phi = phi.derivatives(z_out)
+    kappa = phi.value(z_out) + mlp.shift
+    delta, abar = [None] * (L + 1), [None] * L       # backward
+    delta[L] = dphi[None, :]
+    for l in range(L - 1, 0, -1):
+        abar[l] = layers[l][0].T @ delta[l + 1]      # layers[l] = (W_{l+1}, b_{l+1})
+        delta[l] = s1[l] * abar[l]
+    return kappa, acts, s1, s2, delta, abar, dphi, d2phi
+
+
+class NetworkJacobian:
+    """``kappa`` and the network Jacobian ``J = d kappa / d theta`` at the points ``(Q, P)``, kept
+    factored (per layer ``delta_l`` and ``a_{l-1}``, one forward and one backward pass) so that
+    a sparse coupling can be applied to it without forming ``J``: :meth:`left_multiply`.
+
+    Block ``W_l`` of ``M @ J`` is ``sum_q M[d, q] delta_l[i, q] a_{l-1}[j, q]``: one sparse
+    product of ``M`` stacked ``n_l`` times with its values scaled by ``delta_l[i, col]`` (or
+    stacked over ``j`` where ``a_{l-1}`` is the narrower factor) with the other factor; ``b_l``'s
+    block is ``M delta_l^T``. The flops of ``M @ J`` (``2 nnz(M) P``) without writing or reading
+    anything of size ``Q x P``: at 30x30 P1 (5400 points, 921 parameters) ``J`` is 40 MB, and
+    writing it cost more than the product (``benchmarks/jacobian_cost.py``).
+    """
+
+    def __init__(self, mlp: MLP, theta: torch.Tensor, points: torch.Tensor):
+        if not supports_fast_hessian(mlp):
+            raise NotImplementedError(f"the closed-form network Jacobian needs an invfem MLP with one output, got {mlp}")
+        theta = theta.detach()
+        self.n_params = theta.shape[0]
+        if not mlp.output_bias:      # as network_terms: an output bias held at 0, its column dropped
+            mlp, theta = mlp.with_output_bias(), torch.cat([theta, theta.new_zeros(mlp.widths[-1])])
+        if points.ndim == 1 and mlp.widths[0] == 1:
+            points = points.unsqueeze(-1)
+        if points.ndim != 2 or points.shape[1] != mlp.widths[0]:
+            raise ShapeError(f"points must have shape (n, {mlp.widths[0]}), got {tuple(points.shape)}")
+        self.layers = mlp.layers(theta)
+        self.kappa, self._acts, _, _, self._delta, _, _, _ = _forward_backward(
+            mlp, self.layers, points.to(device=theta.device, dtype=theta.dtype))
+        self.n_points = points.shape[0]
+
+    def left_multiply(self, matrix: torch.Tensor) -> torch.Tensor:
+        """``matrix @ J`` ``(r, P)`` for a sparse CSR ``matrix`` ``(r, Q)`` (class docstring)."""
+        if matrix.layout != torch.sparse_csr or matrix.ndim != 2 or matrix.shape[1] != self.n_points:
+            raise ShapeError(f"matrix must be sparse CSR with {self.n_points} columns (one per point), got "
+                             f"{matrix.layout} {tuple(matrix.shape)}")
+        crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+        rows, nnz = matrix.shape[0], values.numel()
+        out = values.new_empty(rows, sum(w.numel() + b.numel() for w, b in self.layers))
+        off = 0
+        for l, (w_l, _) in enumerate(self.layers, start=1):
+            n, k = w_l.shape
+            delta, act = self._delta[l], self._acts[l - 1]
+            scale, other, stack = (delta, act, n) if n <= k else (act, delta, k)
+            times = torch.arange(stack, device=crow.device)
+            stacked_crow = torch.cat([(crow[:-1][None, :] + times[:, None] * nnz).reshape(-1),
+                                      crow.new_full((1,), stack * nnz)])
+            stacked = csr_tensor(stacked_crow, col.repeat(stack), (values[None, :] * scale.index_select(1, col)).reshape(-1),
+                                 (stack * rows, self.n_points))
+            block = (stacked @ other.T.contiguous()).view(stack, rows, -1)       # (stack, r, the other width)
+            block = block.permute(1, 0, 2) if n <= k else block.permute(1, 2, 0)  # (r, n, k)
+            out[:, off:off + n * k].view(rows, n, k).copy_(block)
+            out[:, off + n * k:off + n * k + n] = matrix @ delta.T.contiguous()
+            off += n * k + n
+        return out if off == self.n_params else out[:, :self.n_params].contiguous()
 
 
 def _times_rows(matrix: torch.Tensor, stack: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 from invfem.errors import ConfigError, InvalidTrialPoint, NonFiniteError, ShapeError
 from invfem.optim.bounds import flat_start, parse_bounds
 from invfem.optim.checkpoint import run_hooks
-from invfem.optim.lsq_steps import MODELS, strictly_feasible
+from invfem.optim.lsq_steps import LSMR_DEFAULTS, MODELS, strictly_feasible
 from invfem.optim.oracle import CountedOracle
 from invfem.optim.options import _count, _positive, _tolerance
 from invfem.optim.result import OptimizeResult
@@ -49,7 +49,9 @@ class LeastSquaresOptions:
     variable, or ``"jac"`` (the running maximum of J's column norms). ``max_nfev``: residual
     evaluations (None: 100 n). ``maxiter``: loop iterations (trials) (None: unlimited).
     ``tr_solver``: ``"exact"`` (SVD) or ``"lsmr"`` (trf only: a 2-D subspace with an LSMR
-    Gauss–Newton step, for large n). ``max_step_back``: trf's step back from a bound,
+    Gauss–Newton step, for large n). ``tr_options``: for ``lsmr``, the keys ``atol``, ``btol``
+    (default 1e-6 each, scipy's) and ``maxiter`` (default min(m, n)) of
+    ``scipy.sparse.linalg.lsmr``. ``max_step_back``: trf's step back from a bound,
     theta = min(max_step_back, ||v g||) (reference 004). ``modified_rho``: trf's rho subtracts
     ``p_hat.C p_hat / 2`` from the actual reduction (reference 004, Coleman & Li); False: the
     plain ratio, as scipy 1.17's trf.
@@ -64,6 +66,7 @@ class LeastSquaresOptions:
     max_nfev: int | None = None
     maxiter: int | None = None
     tr_solver: str | None = None
+    tr_options: dict | None = None
     max_step_back: float = 0.05
     modified_rho: bool = True
 
@@ -85,6 +88,16 @@ class LeastSquaresOptions:
         _count("maxiter", self.maxiter, allow_none=True)
         if self.tr_solver is not None and self.tr_solver not in TR_SOLVERS:
             raise ConfigError(f"option tr_solver must be one of {list(TR_SOLVERS)} or None, got {self.tr_solver!r}")
+        if self.tr_options is not None:
+            if not isinstance(self.tr_options, dict):
+                raise ConfigError(f"option tr_options must be a mapping (atol, btol, maxiter), got {self.tr_options!r}")
+            unknown = sorted(set(self.tr_options) - set(LSMR_DEFAULTS))
+            if unknown:
+                raise ConfigError(f"unknown key {unknown[0]!r} in option tr_options; valid: {list(LSMR_DEFAULTS)}")
+            for key in ("atol", "btol"):
+                if key in self.tr_options:
+                    _tolerance(f"tr_options.{key}", self.tr_options[key])
+            _count("tr_options.maxiter", self.tr_options.get("maxiter"), allow_none=True)
         if not 0 < self.max_step_back < 1:
             raise ConfigError(f"option max_step_back must lie in (0, 1), got {self.max_step_back!r}")
         if not isinstance(self.modified_rho, bool):
@@ -267,6 +280,8 @@ def check_method(method: str, opts: LeastSquaresOptions, bounded: bool) -> None:
         raise ConfigError("method 'lm' does not take bounds; use 'trf' or 'dogbox'")
     if opts.tr_solver == "lsmr" and method != "trf":
         raise ConfigError(f"tr_solver 'lsmr' is available for method 'trf' only, not {method!r}")
+    if opts.tr_options and opts.tr_solver != "lsmr":
+        raise ConfigError("option tr_options applies to tr_solver 'lsmr' only")
 
 
 def active_constraints(x, lower, upper, rtol):
@@ -280,8 +295,8 @@ def active_constraints(x, lower, upper, rtol):
 
 def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method: str = "trf", ftol=1e-8, xtol=1e-8,
                   gtol=1e-8, x_scale=1.0, loss: str = "linear", f_scale: float = 1.0, max_nfev=None,
-                  tr_solver=None, max_step_back: float = 0.05, modified_rho: bool = True, maxiter=None,
-                  callback=None, checkpoint=None, resume=None) -> OptimizeResult:
+                  tr_solver=None, tr_options=None, max_step_back: float = 0.05, modified_rho: bool = True,
+                  maxiter=None, callback=None, checkpoint=None, resume=None) -> OptimizeResult:
     """Solve a nonlinear least-squares problem with bounds (scipy's ``least_squares``, torch in and out).
 
     ``fun(x) -> (m,)`` residuals of a flat float64 tensor; ``jac(x) -> (m, n)`` (None: by
@@ -300,7 +315,8 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method: str = "tr
     checkpoints is left out of the history's clock.
     """
     opts = LeastSquaresOptions(ftol=ftol, xtol=xtol, gtol=gtol, x_scale=x_scale, loss=loss, f_scale=f_scale,
-                               max_nfev=max_nfev, maxiter=maxiter, tr_solver=tr_solver, max_step_back=max_step_back,
+                               max_nfev=max_nfev, maxiter=maxiter, tr_solver=tr_solver, tr_options=tr_options,
+                               max_step_back=max_step_back,
                                modified_rho=modified_rho)
     return solve(fun, x0, jac, bounds, method, opts, callback=callback, checkpoint=checkpoint, resume=resume)
 

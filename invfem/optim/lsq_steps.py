@@ -32,6 +32,8 @@ from invfem.optim.steps import Step, coleman_li_scaling, step_to_bound
 from invfem.optim.subproblems import _to_boundary, eigen_trust_region
 
 EPS = np.finfo(np.float64).eps
+#: ``tr_options`` of the LSMR subspace step and their defaults (scipy's lsmr; maxiter None: min(m, n))
+LSMR_DEFAULTS = {"atol": 1e-6, "btol": 1e-6, "maxiter": None}
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,14 +208,21 @@ class TrfModel(_Linearized):
         return p_h
 
     def _subspace_step(self, radius):
-        """Reference 004's large-scale variant: the exact step in span{g_hat, LSMR Gauss–Newton step}."""
-        from scipy.sparse.linalg import lsmr
+        """Reference 004's large-scale variant: the exact step in span{g_hat, LSMR Gauss–Newton step}.
+
+        LSMR runs on ``[J_hat; (C + reg)^1/2]`` as an operator (products with ``J_hat`` only,
+        never a stacked copy of it), to ``tr_options``' tolerances (scipy's defaults)."""
+        from scipy.sparse.linalg import LinearOperator, lsmr
         j, g, diag = self.j_h, self.g_h, self.diag_h
+        m, n = j.shape
         gn = float(np.linalg.norm(g))
         a, b, _ = _line(j, g, -g, diag=diag)
         reg = -_line_min(a, b, 0.0, 0.0, radius / gn)[1] / radius ** 2 if gn > 0 else 0.0   # rank-deficient J
-        aug = np.vstack([j, np.diag(np.sqrt(diag + reg))])
-        newton = lsmr(aug, -np.concatenate([self.r, np.zeros(j.shape[1])]), atol=1e-10, btol=1e-10)[0]
+        root = np.sqrt(diag + reg)
+        aug = LinearOperator((m + n, n), dtype=np.float64, matvec=lambda v: np.concatenate([j @ v, root * v]),
+                             rmatvec=lambda w: j.T @ w[:m] + root * w[m:])
+        opts = {**LSMR_DEFAULTS, **(self.options.tr_options or {})}
+        newton = lsmr(aug, -np.concatenate([self.r, np.zeros(n)]), **opts)[0]
         basis, _ = np.linalg.qr(np.stack([g, newton], 1))
         js = j @ basis
         b2 = js.T @ js + (basis.T * diag) @ basis
