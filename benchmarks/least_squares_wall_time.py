@@ -57,7 +57,7 @@ def run(problem, method, options, stop_at=None, seconds=None):
         lambda state: state["f"] <= stop_at or (seconds is not None and state["time"] > seconds))
     result = minimize(problem.loss, problem.theta0, method=method, options=options,
                       hess=problem.hessian if dense else None, residual=problem.residual,
-                      residual_jacobian=problem.jacobian, callback=callback)
+                      residual_jacobian=problem.solver_jacobian, callback=callback)
     return result.history
 
 

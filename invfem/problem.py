@@ -23,6 +23,11 @@ class Problem:
         (least-squares methods, Gauss–Newton), else None.
     jacobian : ``theta -> (m, n)`` Jacobian of ``residual`` (closed form where the problem has
         structure: no autograd through a solve), else None.
+    jacobian_operator : the same Jacobian as a :class:`~invfem.linalg.jacobian.JacobianOperator`
+        (sparse times dense factors, never multiplied out) where the problem has that form
+        (residual minimisation), else the dense matrix; None where the problem has none. Pass it
+        as ``residual_jacobian``: trf's LSMR subspace step runs on the factors, every other
+        method forms the matrix.
     bounds : ``(lower, upper)`` tensors or None.
     structure : how the loss is built from the network (e.g. a
         :class:`~invfem.structured.CoefficientLoss`), with ``hessian(theta)`` and
@@ -39,6 +44,7 @@ class Problem:
     kappa_true: Callable[[torch.Tensor], torch.Tensor] | None = None
     residual: Callable[[torch.Tensor], torch.Tensor] | None = None
     jacobian: Callable[[torch.Tensor], torch.Tensor] | None = None
+    jacobian_operator: Callable[[torch.Tensor], object] | None = None
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
     structure: object | None = None
     fields: Callable[[torch.Tensor], dict] | None = None
@@ -47,6 +53,13 @@ class Problem:
     @property
     def n_params(self) -> int:
         return int(self.theta0.shape[0])
+
+    @property
+    def solver_jacobian(self) -> Callable | None:
+        """What to pass an optimizer as ``residual_jacobian``: :attr:`jacobian_operator` where the
+        problem has one (matrix-free models keep its factors, the others form it), else
+        :attr:`jacobian`."""
+        return self.jacobian_operator if self.jacobian_operator is not None else self.jacobian
 
     @property
     def hessian_kind(self) -> str:

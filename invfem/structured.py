@@ -33,6 +33,7 @@ from torch.func import grad, jvp, vmap
 from invfem.derivatives import hessian as generic_hessian
 from invfem.errors import NonPositiveCoefficientError
 from invfem.derivatives import value_and_grad
+from invfem.linalg.jacobian import JacobianOperator
 from invfem.nn.hessian import DEFAULT_CHUNK, NetworkJacobian, network_terms, supports_fast_hessian
 
 HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
@@ -137,7 +138,8 @@ class CoefficientLoss:
             parts = coupling_of(network.kappa)
             if parts is not None:
                 coupling, finish = parts
-                return finish(network.left_multiply(coupling))
+                product = network.left_multiply(coupling)
+                return product if finish is None else finish(product)
         if self.supported:
             terms = network_terms(self.mlp, theta, self.points)
             kappa, jac = terms.kappa, terms.jac
@@ -145,6 +147,19 @@ class CoefficientLoss:
             kappa = self.mlp(theta, self.points)
             jac = torch.func.jacrev(lambda t: self.mlp(t, self.points))(theta).reshape(kappa.numel(), -1)
         return self.outer.residual_jacobian(kappa.detach(), jac)
+
+    def jacobian_operator(self, theta: torch.Tensor):
+        """:meth:`jacobian` as a :class:`~invfem.linalg.jacobian.JacobianOperator` ``L J_kappa``
+        where the outer residual is affine in kappa with no solve (``jacobian_coupling`` gives
+        ``(L, None)``: residual minimisation), for matrix-free solvers; the dense matrix otherwise."""
+        coupling_of = getattr(self.outer, "jacobian_coupling", None) if self.supported else None
+        if coupling_of is not None:
+            theta = theta.detach()
+            terms = network_terms(self.mlp, theta, self.points)
+            parts = coupling_of(terms.kappa)
+            if parts is not None and parts[1] is None:
+                return JacobianOperator(parts[0], terms.jac)
+        return self.jacobian(theta)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact ``(P, P)`` Hessian at ``theta``."""
@@ -206,6 +221,14 @@ class RegularizedLoss:
     def residual(self, theta: torch.Tensor) -> torch.Tensor:
         """The structure's residual and ``alpha^1/2 theta`` (the prior as rows)."""
         return torch.cat([self.structure.residual(theta), math.sqrt(self.alpha) * theta])
+
+    def jacobian_operator(self, theta: torch.Tensor):
+        """The structure's Jacobian operator with ``alpha^1/2 I`` appended (dense where it is dense)."""
+        inner = getattr(self.structure, "jacobian_operator", None)
+        jac = inner(theta) if inner is not None else None
+        if isinstance(jac, JacobianOperator):
+            return jac.with_ridge(math.sqrt(self.alpha))
+        return self.jacobian(theta)
 
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
         jac = self.structure.jacobian(theta)

@@ -61,7 +61,9 @@ def _finish(name, mlp, structure, seed, alpha, kappa_true, info, fields=None) ->
     least_squares = has_residual(loss)
     return Problem(name=name, theta0=mlp.init(seed, space.device), loss=loss, kappa=mlp, kappa_true=kappa_true,
                    residual=loss.residual if least_squares else None,
-                   jacobian=loss.jacobian if least_squares else None, structure=loss, fields=fields,
+                   jacobian=loss.jacobian if least_squares else None,
+                   jacobian_operator=getattr(loss, "jacobian_operator", None) if least_squares else None,
+                   structure=loss, fields=fields,
                    info={"n_dofs": space.n_dofs, "n_free": space.n_free, "n_quad": space.n_quad,
                          "n_params": mlp.n_params, "regularization": alpha, **info})
 

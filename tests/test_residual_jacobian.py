@@ -110,3 +110,44 @@ def test_trf_and_gauss_newton_fit_poisson_fem_to_round_off():
     gn = minimize(p.loss, p.theta0, method="trust-exact", hess="gauss-newton", residual=p.residual,
                   residual_jacobian=p.jacobian, options={"maxiter": 200})
     assert gn.fun < 1e-12 * float(p.loss(p.theta0))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.03])
+def test_jacobian_operator_is_the_jacobian_and_trf_lsmr_runs_on_its_factors(alpha):
+    """Residual minimisation: the Jacobian as sparse L times the network's J (with the prior's
+    ridge rows): J v, J^T w and the matrix equal the dense Jacobian; trf's LSMR step on the
+    factors takes the dense run's steps; every other method forms the matrix."""
+    from invfem.linalg.jacobian import JacobianOperator, as_dense
+
+    p = heat_residual.make_problem(n=4, widths=(2, 6, 1), n_steps=3)
+    if alpha:
+        p = poisson.make_problem(0, mesh={"unit_square": {"n": 4}}, network={"widths": [5]}, loss="residual",
+                                 observations={"synthetic": {"kappa_true": "1 + x", "at": "nodes"}},
+                                 regularization=alpha)
+    theta = p.theta0 + 0.01
+    op = p.solver_jacobian(theta)
+    assert isinstance(op, JacobianOperator)
+    dense = p.jacobian(theta)
+    assert op.shape == tuple(dense.shape)
+    gen = torch.Generator().manual_seed(0)
+    v, w = torch.randn(dense.shape[1], generator=gen), torch.randn(dense.shape[0], generator=gen)
+    scale = float(dense.abs().max())
+    assert float((op.matvec(v) - dense @ v).abs().max()) < 1e-13 * scale * dense.shape[1]
+    assert float((op.rmatvec(w) - dense.T @ w).abs().max()) < 1e-13 * scale * dense.shape[0]
+    assert float((as_dense(op) - dense).abs().max()) < 1e-14 * scale
+    # LSMR to round-off: inexact solves would differ by their tolerance, not by the factoring
+    opts = {"tr_solver": "lsmr", "tr_options": {"atol": 1e-15, "btol": 1e-15}, "maxiter": 8, "ftol": 0, "xtol": 0,
+            "gtol": 0}
+    factored = minimize(p.loss, p.theta0, method="trf", options=opts, residual=p.residual,
+                        residual_jacobian=p.solver_jacobian)
+    formed = minimize(p.loss, p.theta0, method="trf", options=opts, residual=p.residual, residual_jacobian=p.jacobian)
+    assert factored.nit == formed.nit == 8
+    np.testing.assert_allclose(factored.x.numpy(), formed.x.numpy(), rtol=1e-9, atol=1e-11)
+    assert factored.fun < 0.5 * float(p.loss(p.theta0))
+    # a method that needs the matrix gets it: the exact subproblem, the Gauss-Newton trust region
+    exact = minimize(p.loss, p.theta0, method="trf", options={"maxiter": 3}, residual=p.residual,
+                     residual_jacobian=p.solver_jacobian)
+    assert exact.nit == 3 and exact.fun < float(p.loss(p.theta0))
+    gn = minimize(p.loss, p.theta0, method="trust-exact", hess="gauss-newton", options={"maxiter": 3},
+                  residual=p.residual, residual_jacobian=p.solver_jacobian)
+    assert gn.fun < float(p.loss(p.theta0))

@@ -216,13 +216,13 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     if spec.stages:
         result = minimize_chain(problem.loss, problem.theta0, spec.stages, hess=exact_hessian, bounds=problem.bounds,
                                 callback=tracker, checkpoint=checkpoint, resume=resume, residual=problem.residual,
-                                residual_jacobian=problem.jacobian)
+                                residual_jacobian=problem.solver_jacobian)
     else:
         dense = METHODS[spec.method].derivatives == "hessian"
         result = minimize(problem.loss, problem.theta0, method=spec.method, options=spec.options,
                           hess=exact_hessian if dense else None, bounds=problem.bounds, callback=tracker,
                           checkpoint=checkpoint, resume=resume, residual=problem.residual,
-                          residual_jacobian=problem.jacobian)
+                          residual_jacobian=problem.solver_jacobian)
     message = result.message
     if tracker.stopped_by_time:
         message = f"wall-time limit of {spec.time_limit:g} s reached"

@@ -152,7 +152,7 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
         try:
             result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
                               hess=exact_hessian.function if dense else None, bounds=problem.bounds, callback=bar,
-                              residual=problem.residual, residual_jacobian=problem.jacobian)
+                              residual=problem.residual, residual_jacobian=problem.solver_jacobian)
         finally:
             if bar is not None:
                 bar.close()

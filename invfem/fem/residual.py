@@ -63,17 +63,17 @@ class LinearResidualLoss:
 
     def residual_jacobian(self, kappa: torch.Tensor, jac: torch.Tensor) -> torch.Tensor:
         """``(C(v_k) J)_rows`` stacked over k: the residual is affine in kappa (no solve)."""
-        coupling, finish = self.jacobian_coupling(kappa)
-        return finish(coupling @ jac)
+        return self.jacobian_coupling(kappa)[0] @ jac
 
     def jacobian_coupling(self, kappa: torch.Tensor):
-        """``(R, identity)``: ``R = d residual / d kappa``, the stacked ``C(v_k)`` on the rows as
-        one sparse CSR matrix — constant (the vectors are fixed), built once."""
+        """``(R, None)``: ``R = d residual / d kappa``, the stacked ``C(v_k)`` on the rows as one
+        sparse CSR matrix — constant (the vectors are fixed), built once; None: no map after it
+        (the residual Jacobian is ``R J``)."""
         if "_coupling_matrix" not in self.__dict__:
             space = self.operator.space
             self.__dict__["_coupling_matrix"] = space.coupling_matrix(self.coupling(), self._row_map(space),
                                                                       self.rows.numel())
-        return self.__dict__["_coupling_matrix"], (lambda c_j: c_j)
+        return self.__dict__["_coupling_matrix"], None
 
     def _row_map(self, space) -> torch.Tensor:
         if "_rows_of_dofs" not in self.__dict__:

@@ -72,7 +72,8 @@ class LinearStateLoss:
     def jacobian_coupling(self, kappa: torch.Tensor):
         """``(C, finish)``: the sparse ``C(u)`` on the free rows ``(n_free, n_quad)`` and the map
         ``C(u) J -> w^1/2 B (-A^{-1} C(u) J)`` (the solve on the cached factorization), so that
-        ``residual_jacobian = finish(C @ J)`` for any way of forming ``C @ J``."""
+        ``residual_jacobian = finish(C @ J)`` for any way of forming ``C @ J`` (``finish`` None:
+        the identity, see :class:`~invfem.fem.residual.LinearResidualLoss`)."""
         system, space = self.system, self.system.space
         with torch.no_grad():
             values = self.operator.values(kappa)

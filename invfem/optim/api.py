@@ -15,6 +15,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from invfem.errors import ConfigError
+from invfem.linalg.jacobian import as_dense
 from invfem.optim import baselines, steps
 from invfem.optim.bfgs import STATUS_LINE_SEARCH, bfgs
 from invfem.optim.bounds import flat_start, interior_start, parse_bounds
@@ -22,7 +23,7 @@ from invfem.optim.checkpoint import run_hooks
 from invfem.optim.options import (AdamOptions, BfgsOptions, ExactNewtonOptions, KrylovOptions, NewtonOptions,
                                   ReflectiveOptions, ScipyOptions, TrustExactOptions, parse_options)
 from invfem.optim.least_squares import (LeastSquaresOptions, ResidualOracle, _auto_jacobian, check_method,
-                                        run_least_squares)
+                                        matrix_free, run_least_squares)
 from invfem.optim.oracle import Oracle
 from invfem.optim.result import OptimizeResult
 from invfem.optim.trust_region import STATUS_MESSAGES, STATUS_ROUNDOFF, LoopSettings, trust_region
@@ -147,7 +148,7 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
         raise ConfigError(f"cannot resume a {resume.get('method')!r} run with method {method!r}")
     if spec.derivatives == "jacobian":
         oracle = ResidualOracle(residual, n, jac=residual_jacobian, loss=opts.loss, f_scale=opts.f_scale,
-                                value_scale=2.0, device=device)
+                                value_scale=2.0, device=device, operators=matrix_free(method, opts))
     else:
         oracle = Oracle(fun, n, jac=jac, hess=hess, hessp=hessp, hessian_chunk=getattr(opts, "hessian_chunk", None),
                         device=device, gauss_newton=gauss_newton if kind == "auto" else None)
@@ -177,7 +178,7 @@ def gauss_newton_hessian(kind: str, residual, residual_jacobian):
         lambda x: _auto_jacobian(residual, x, int(residual(x).shape[0])))
 
     def gauss_newton(x):
-        j = jacobian(x)
+        j = as_dense(jacobian(x))
         return 2.0 * (j.T @ j)
     return gauss_newton
 

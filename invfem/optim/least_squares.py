@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.sparse.linalg import LinearOperator
 
 from invfem.errors import ConfigError, InvalidTrialPoint, NonFiniteError, ShapeError
+from invfem.linalg.jacobian import JacobianOperator, as_dense
 from invfem.optim.bounds import flat_start, parse_bounds
 from invfem.optim.checkpoint import run_hooks
 from invfem.optim.lsq_steps import LSMR_DEFAULTS, MODELS, strictly_feasible
@@ -145,12 +147,15 @@ class ResidualOracle(CountedOracle):
     ``njev`` Jacobians.
     """
 
-    def __init__(self, fun, n, jac=None, loss="linear", f_scale=1.0, value_scale=1.0, device=None):
+    def __init__(self, fun, n, jac=None, loss="linear", f_scale=1.0, value_scale=1.0, device=None,
+                 operators: bool = False):
         for name, value in (("fun", fun), ("jac", jac)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable, got {type(value).__name__}")
         super().__init__(n, device)
         self.fun, self.jac_fn, self.loss, self.f_scale = fun, jac, loss, float(f_scale)
+        # keep a JacobianOperator from jac as an operator (a matrix-free model); else form it
+        self.operators = bool(operators) and loss == "linear"
         self.value_scale = float(value_scale)
         self.m = None
         self._residual = (None, None)
@@ -200,6 +205,17 @@ class ResidualOracle(CountedOracle):
         self.njev += 1
         t = self.tensor(x)
         j = self.jac_fn(t) if self.jac_fn is not None else _auto_jacobian(self.fun, t, r.shape[0])
+        if isinstance(j, JacobianOperator):
+            if j.shape != (r.shape[0], self.n):
+                raise ShapeError(f"jac returned an operator of shape {j.shape}, expected {(r.shape[0], self.n)} "
+                                 "(residuals, variables)")
+            if self.operators:
+                if not j.is_finite():
+                    raise NonFiniteError("the Jacobian contains NaN or inf at an accepted iterate")
+                lin = Linearization(r.cpu().numpy(), HostOperator(j), r, j)
+                self._linear = (key, lin)
+                return lin
+            j = j.dense()
         if not isinstance(j, torch.Tensor):
             j = torch.as_tensor(np.asarray(j, dtype=np.float64))
         if j.shape != (r.shape[0], self.n):
@@ -221,6 +237,30 @@ class ResidualOracle(CountedOracle):
         r = self._evaluate(x).cpu().numpy()
         lin = self.linearization(x)
         return self.value_scale * self.cost(r), self.value_scale * (lin.jac.T @ lin.r)
+
+
+class HostOperator(LinearOperator):
+    """A :class:`~invfem.linalg.jacobian.JacobianOperator` as a scipy ``LinearOperator`` on host
+    arrays (``J @ v``, ``J.T @ w``, ``J @ V``), for trf's matrix-free LSMR step."""
+
+    def __init__(self, jac: JacobianOperator):
+        super().__init__(np.float64, jac.shape)
+        self.torch_operator = jac
+
+    def _to(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(self.torch_operator.device)
+
+    def _matvec(self, v):
+        return self.torch_operator.matvec(self._to(v).reshape(-1)).cpu().numpy()
+
+    def _rmatvec(self, w):
+        return self.torch_operator.rmatvec(self._to(w).reshape(-1)).cpu().numpy()
+
+    def _matmat(self, v):
+        return self.torch_operator.matvec(self._to(v)).cpu().numpy()
+
+    def _rmatmat(self, w):
+        return self.torch_operator.rmatvec(self._to(w)).cpu().numpy()
 
 
 def _auto_jacobian(fun, x: torch.Tensor, m: int) -> torch.Tensor:
@@ -270,6 +310,13 @@ def run_least_squares(oracle: ResidualOracle, x0: np.ndarray, method: str, opts:
     settings = settings_for(method, opts, n, radius)
     return trust_region(oracle, x0, lambda x, g, previous: model_cls(oracle, x, g, opts, bounds, previous=previous),
                         settings, callback, checkpoint=checkpoint, resume=resume)
+
+
+def matrix_free(method: str, opts: LeastSquaresOptions) -> bool:
+    """Whether the model runs on products with J only (trf's LSMR subspace step with a numeric
+    x_scale and the linear loss): a :class:`~invfem.linalg.jacobian.JacobianOperator` returned
+    by ``jac`` is then kept as an operator, never multiplied out."""
+    return method == "trf" and opts.tr_solver == "lsmr" and opts.loss == "linear" and not isinstance(opts.x_scale, str)
 
 
 def check_method(method: str, opts: LeastSquaresOptions, bounded: bool) -> None:
@@ -342,7 +389,7 @@ def solve(fun, x0, jac, bounds, method: str, opts: LeastSquaresOptions, value_sc
     if resume is not None and resume.get("method") != label:
         raise ConfigError(f"cannot resume a {resume.get('method')!r} run with method {label!r}")
     oracle = ResidualOracle(fun, n, jac=jac, loss=opts.loss, f_scale=opts.f_scale, value_scale=value_scale,
-                            device=device)
+                            device=device, operators=matrix_free(method, opts))
     callback, checkpoint = run_hooks(callback, checkpoint, oracle, label)
     x, f, g, status, history = run_least_squares(oracle, x, method, opts, (lower, upper), callback, checkpoint,
                                                  resume)
@@ -352,7 +399,7 @@ def solve(fun, x0, jac, bounds, method: str, opts: LeastSquaresOptions, value_sc
         entry["optimality"] = entry["gnorm"]
     r = lin.r_raw                         # the residual at x (the last accepted point was linearized)
     scipy_status = SCIPY_STATUS[status]
-    return OptimizeResult(x=torch.as_tensor(x, device=device), cost=f / value_scale, fun=r, jac=lin.jac_raw,
+    return OptimizeResult(x=torch.as_tensor(x, device=device), cost=f / value_scale, fun=r, jac=as_dense(lin.jac_raw),
                           grad=torch.as_tensor(g / value_scale, device=device),
                           optimality=history[-1]["gnorm"] / value_scale,
                           active_mask=active_constraints(x, lower, upper, opts.xtol), nfev=oracle.nfev,

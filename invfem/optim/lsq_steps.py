@@ -124,6 +124,16 @@ def _column_scale(jac, options, previous):
     return 1.0 / np.broadcast_to(np.asarray(options.x_scale, dtype=np.float64), (jac.shape[1],))
 
 
+def scale_columns(jac, d):
+    """``J diag(d)``: the scaled array, or for an operator (a matrix-free model's J) the
+    product operator, never formed."""
+    if isinstance(jac, np.ndarray):
+        return jac * d
+    from scipy.sparse import diags
+    from scipy.sparse.linalg import aslinearoperator
+    return jac @ aslinearoperator(diags(d))
+
+
 def strictly_feasible(x, lb, ub):
     """x with entries on (or beyond) a bound moved one floating-point number inside."""
     x = x.copy()
@@ -184,7 +194,7 @@ class TrfModel(_Linearized):
         self.d = np.sqrt(v) * scale
         self.diag_h = self.g * dv * scale                # C in hat variables (>= 0)
         self.g_h = self.d * self.g
-        self.j_h = self.jac * self.d
+        self.j_h = scale_columns(self.jac, self.d)
         # step back from a bound by min(max_step_back, ||v g||) of the step (reference 004, step 3)
         self.theta = 1.0 - min(self.options.max_step_back, self.optimality / self.value_scale)
         self._svd = None
