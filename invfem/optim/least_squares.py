@@ -175,7 +175,7 @@ class ResidualOracle(CountedOracle):
             self.m = r.shape[0]
         elif r.shape[0] != self.m:
             raise ShapeError(f"fun returned {r.shape[0]} residuals, expected {self.m} (as at x0)")
-        r = r.detach().to(torch.float64)
+        r = r.detach() if r.dtype == torch.float64 else r.detach().to(torch.float64)
         self._residual = (key, r)
         return r
 
@@ -192,10 +192,8 @@ class ResidualOracle(CountedOracle):
         except InvalidTrialPoint:
             self.ninvalid += 1
             return math.inf
-        host = r.cpu().numpy()
-        if not np.all(np.isfinite(host)):
-            return math.inf
-        return self.value_scale * self.cost(host)
+        cost = self.cost(r.cpu().numpy())
+        return self.value_scale * cost if math.isfinite(cost) else math.inf     # NaN/inf residuals: inf
 
     def linearization(self, x) -> Linearization:
         key = np.asarray(x, dtype=np.float64).tobytes()
@@ -220,9 +218,9 @@ class ResidualOracle(CountedOracle):
             j = torch.as_tensor(np.asarray(j, dtype=np.float64))
         if j.shape != (r.shape[0], self.n):
             raise ShapeError(f"jac returned shape {tuple(j.shape)}, expected {(r.shape[0], self.n)} (residuals, variables)")
-        j = j.detach().to(torch.float64)
+        j = j.detach() if j.dtype == torch.float64 else j.detach().to(torch.float64)
         r_host, j_host = r.cpu().numpy(), j.cpu().numpy()
-        if not np.all(np.isfinite(j_host)):
+        if not (math.isfinite(float(j_host.sum())) or np.all(np.isfinite(j_host))):
             raise NonFiniteError("the Jacobian contains NaN or inf at an accepted iterate")
         if self.loss != "linear":
             z = (r_host / self.f_scale) ** 2

@@ -32,6 +32,12 @@ from invfem.optim.steps import Step, coleman_li_scaling, step_to_bound
 from invfem.optim.subproblems import _to_boundary, eigen_trust_region
 
 EPS = np.finfo(np.float64).eps
+
+
+def _norm(v) -> float:
+    """``||v||`` of a 1-d array (np.linalg.norm's dispatch costs more than the sum on these sizes)."""
+    return math.sqrt(float(np.dot(v, v)))
+
 #: ``tr_options`` of the LSMR subspace step and their defaults (scipy's lsmr; maxiter None: min(m, n))
 LSMR_DEFAULTS = {"atol": 1e-6, "btol": 1e-6, "maxiter": None}
 
@@ -51,19 +57,19 @@ def lsq_subproblem(u_r, s, vt, radius, alpha=0.0, rtol=0.01, maxiter=10):
     scaled onto the boundary.
     """
     s_uf = s * u_r
-    rank = int(np.sum(s > EPS * max(vt.shape[1], u_r.shape[0]) * (s[0] if s.size else 0.0)))
+    rank = int(np.count_nonzero(s > EPS * max(vt.shape[1], u_r.shape[0]) * (s[0] if s.size else 0.0)))
     p = -(vt[:rank].T @ (u_r[:rank] / s[:rank])) if rank else np.zeros(vt.shape[1])
-    if np.linalg.norm(p) <= radius:
+    if _norm(p) <= radius:
         return p, 0.0
     full_rank = rank == vt.shape[1]
 
     def phi(a):
         denom = s * s + a
         q = s_uf / denom
-        norm = float(np.linalg.norm(q))
-        return norm - radius, -float(np.sum(s_uf * s_uf / denom ** 3)) / norm
+        norm = _norm(q)
+        return norm - radius, -float((s_uf * s_uf / denom ** 3).sum()) / norm
 
-    upper = float(np.linalg.norm(s_uf)) / radius
+    upper = _norm(s_uf) / radius
     lower = 0.0
     if full_rank:
         value, slope = phi(0.0)
@@ -82,7 +88,7 @@ def lsq_subproblem(u_r, s, vt, radius, alpha=0.0, rtol=0.01, maxiter=10):
         if abs(value) < rtol * radius:
             break
     p = -(vt.T @ (s_uf / (s * s + alpha)))
-    return p * (radius / np.linalg.norm(p)), alpha
+    return p * (radius / _norm(p)), alpha
 
 
 def _quadratic(jac, g, p, diag=None) -> float:
@@ -121,6 +127,8 @@ def _column_scale(jac, options, previous):
         if previous is not None:
             norms = np.maximum(norms, previous.scale_inv)
         return norms
+    if previous is not None and previous.scale_inv.shape == (jac.shape[1],):
+        return previous.scale_inv                     # a fixed x_scale: the same every iteration
     return 1.0 / np.broadcast_to(np.asarray(options.x_scale, dtype=np.float64), (jac.shape[1],))
 
 
@@ -154,6 +162,8 @@ class _Linearized:
         self.g = self.jac.T @ self.r                     # the cost's gradient
         self.value_scale = oracle.value_scale           # the loop's f is value_scale * cost
         self.lb, self.ub = bounds
+        self.bounded = previous.bounded if previous is not None else bool(
+            np.isfinite(self.lb).any() or np.isfinite(self.ub).any())
         self.scale_inv = _column_scale(self.jac, options, previous)
 
     def warm_state(self) -> dict:
@@ -186,7 +196,10 @@ class TrfModel(_Linearized):
         self._setup()
 
     def _setup(self):
-        v, dv = coleman_li_scaling(self.x, self.g, self.lb, self.ub)
+        if self.bounded:
+            v, dv = coleman_li_scaling(self.x, self.g, self.lb, self.ub)
+        else:                                            # no bound: v = 1, dv = 0 (D = 1 / x_scale)
+            v, dv = np.ones_like(self.x), np.zeros_like(self.x)
         self.optimality = self.value_scale * float(np.max(np.abs(v * self.g), initial=0.0))
         moving = dv != 0
         v[moving] *= self.scale_inv[moving]
@@ -225,7 +238,7 @@ class TrfModel(_Linearized):
         from scipy.sparse.linalg import LinearOperator, lsmr
         j, g, diag = self.j_h, self.g_h, self.diag_h
         m, n = j.shape
-        gn = float(np.linalg.norm(g))
+        gn = _norm(g)
         a, b, _ = _line(j, g, -g, diag=diag)
         reg = -_line_min(a, b, 0.0, 0.0, radius / gn)[1] / radius ** 2 if gn > 0 else 0.0   # rank-deficient J
         root = np.sqrt(diag + reg)
@@ -244,11 +257,14 @@ class TrfModel(_Linearized):
         self._radius = radius
         x, d, lb, ub = self.x, self.d, self.lb, self.ub
         p_h = self._trust_step(radius)
-        best_h = self._select(p_h, radius)
-        x_new = strictly_feasible(x + d * best_h, lb, ub)
-        predicted = -_quadratic(self.j_h, self.g_h, best_h, self.diag_h)
-        norm = float(np.linalg.norm(best_h))
-        correction = 0.5 * float(best_h @ (self.diag_h * best_h)) if self.options.modified_rho else 0.0
+        if self.bounded:
+            best_h = self._select(p_h, radius)
+            x_new = strictly_feasible(x + d * best_h, lb, ub)
+            correction = 0.5 * float(best_h @ (self.diag_h * best_h)) if self.options.modified_rho else 0.0
+        else:                  # no bound: the trust-region step itself (C = 0, nothing to step back from)
+            best_h, x_new, correction = p_h, x + d * p_h, 0.0
+        predicted = -_quadratic(self.j_h, self.g_h, best_h, self.diag_h if self.bounded else None)
+        norm = _norm(best_h)
         return self._step(predicted, norm, norm > 0.95 * radius, x_new, correction=correction)
 
     def _select(self, p_h, radius):
@@ -275,7 +291,7 @@ class TrfModel(_Linearized):
                 candidates.append((value, p_h + t * r_h))
         p_h = theta * p_h
         candidates.append((_quadratic(j, g, p_h, diag), p_h))
-        gn = float(np.linalg.norm(g))
+        gn = _norm(g)
         if gn > 0:
             to_region = radius / gn
             to_bound, _ = step_to_bound(x, -d * g, lb, ub)

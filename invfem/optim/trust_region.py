@@ -96,7 +96,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         start, k0 = time.perf_counter(), 0
         x = np.array(x0, dtype=np.float64)
         f, g = oracle.value_and_grad(x)
-        if not math.isfinite(f) or not np.all(np.isfinite(g)):
+        if not math.isfinite(f) or not _finite(g):
             raise NonFiniteError(f"fun or its gradient is not finite at x0 (f = {f})")
         model = build_model(x, g, None)
         radius = settings.initial_radius
@@ -159,7 +159,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             radius = min(settings.expand * radius, settings.max_radius)
         accepted = finite and (rho > settings.eta or settings.eta == -math.inf or
                                settings.accept_decrease and f_trial < f)
-        step_norm = float(np.linalg.norm(step.p))
+        step_norm = math.sqrt(float(step.p @ step.p))
         stop = _tolerance_status(settings, f, f_trial, rho, step_norm, x) if finite else None
         if accepted:
             f_before = f
@@ -167,7 +167,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             f, g = oracle.value_and_grad(x)
             if hasattr(model, "observe"):
                 model.observe(rho, step, f_before, f)
-            if not np.all(np.isfinite(g)):
+            if not _finite(g):
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
             model = build_model(x, g, model)
         entry = history_entry(k, f, model.optimality, oracle, start, radius=used, rho=rho,
@@ -190,10 +190,16 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
     return x, f, g, status, history
 
 
+def _finite(v: np.ndarray) -> bool:
+    """Whether every entry is finite: one sum (finite sums have finite terms), the exact test
+    only when the sum is not (an overflow of finite terms)."""
+    return math.isfinite(float(v.sum())) or bool(np.all(np.isfinite(v)))
+
+
 def _tolerance_status(settings, f, f_trial, rho, step_norm, x):
     """scipy's least-squares tests after a trial (``check_termination``): 9 ftol, 10 xtol, 11 both, else None."""
     ftol = settings.ftol > 0 and f - f_trial < settings.ftol * f and rho > 0.25
-    xtol = settings.step_xtol > 0 and step_norm < settings.step_xtol * (settings.step_xtol + float(np.linalg.norm(x)))
+    xtol = settings.step_xtol > 0 and step_norm < settings.step_xtol * (settings.step_xtol + math.sqrt(float(x @ x)))
     return 11 if ftol and xtol else 9 if ftol else 10 if xtol else None
 
 
@@ -204,7 +210,7 @@ def _roundoff_step(oracle, x, f, step, model, build_model):
         return None
     x_new = x + step.p if step.x_new is None else step.x_new
     f_new, g_new = oracle.trial_value_and_grad(x_new)
-    if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not np.all(np.isfinite(g_new)):
+    if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not _finite(g_new):
         return None
     new_model = build_model(x_new, g_new, model)
     if not new_model.optimality < model.optimality:
