@@ -44,9 +44,14 @@ def _cores() -> int:
 
 
 def _fingerprint(study: dict, spec: dict, seed: int) -> str:
-    """What a run's result depends on: a checkpoint of another setting is not resumed."""
+    """What a run's result depends on: a checkpoint of another setting is not resumed, and a
+    run stopped by a ``time_limit`` or ``stop_loss`` is not finished for a study without them
+    (they enter only where set, so records written before they counted stay valid)."""
+    stops = {name: value for name, value in (("time_limit", spec.get("time_limit")),
+                                             ("stop_loss", study.get("stop_loss"))) if value is not None}
     key = json.dumps([study["problem"], study["problem_options"], study["device"], spec["method"], spec["options"],
-                      seed] + ([spec["stages"]] if spec.get("stages") else []), sort_keys=True, default=str)
+                      seed] + ([spec["stages"]] if spec.get("stages") else []) + ([stops] if stops else []),
+                     sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -341,6 +346,11 @@ def compare(study: StudyConfig, workers: int | None = None, scheduler: str | Non
             todo.append((spec.label, seed))
     if records:
         say(f"{len(records)} of {len(study.runs())} runs already finished: skipped")
+    if workers > max(1, len(todo)):          # each worker is a process with its own torch: never more than runs
+        say(f"workers {workers} capped at {max(1, len(todo))}: the runs left to do")
+        workers = max(1, len(todo))
+    if workers > _cores() and executor != "dask":
+        say(f"warning: {workers} workers on {_cores()} cores: runs will compete for them (timings slow down)")
     if study.threads_per_run or not (executor == "dask" and scheduler):
         threads = study.threads_per_run or max(1, _cores() // max(1, workers if executor != "serial" else 1))
     else:

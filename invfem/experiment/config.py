@@ -121,13 +121,55 @@ def _resolve_inputs(data: dict, base: Path) -> None:
         options["observations"] = {**observations, "file": _beside(observations["file"], base)}
 
 
+#: the most nodes a config may have once its aliases are expanded (a "billion laughs" file of a
+#: few hundred bytes expands to 9^9 nodes; real configs have a few hundred)
+MAX_EXPANDED_NODES = 100_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys (PyYAML keeps the last one silently) and
+    documents whose aliases expand beyond :data:`MAX_EXPANDED_NODES` nodes."""
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+
+        def size(n) -> int:                  # nodes once expanded; an alias reuses its anchor's node
+            if id(n) not in sizes:
+                sizes[id(n)] = 0             # a recursive alias counts once (safe_load builds it as a cycle)
+                children = (n.value if isinstance(n, yaml.SequenceNode) else
+                            [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else [])
+                sizes[id(n)] = min(1 + sum(size(c) for c in children), MAX_EXPANDED_NODES + 1)
+            return sizes[id(n)]
+
+        if size(node) > MAX_EXPANDED_NODES:
+            raise ConfigError(f"aliases expand to more than {MAX_EXPANDED_NODES} values (line "
+                              f"{node.start_mark.line + 1}): refused (an alias bomb?)")
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue                     # unhashable: PyYAML's own error follows
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1}; first at line "
+                                  f"{seen[key] + 1}): each key once")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict:
     """A YAML file's top-level mapping; one-line ConfigErrors for a missing file, broken YAML
-    (with line and column) or another top level."""
+    (with line and column), a duplicate key or an alias bomb (with the line), or another top level."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_StrictLoader) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -27,11 +27,31 @@ def run_dir(output, label: str, seed: int) -> Path:
     return Path(output) / "runs" / f"{label}-seed{seed}"
 
 
+def _umask() -> int:
+    """The process's umask: from ``/proc/self/status`` where there is one (no window in which
+    another thread's files get a wrong mask), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> Path:
+    """Write ``path`` through a temporary file in its folder, fsync, rename: a reader sees the old
+    file or the new one, never a part. The file gets the mode ``open`` would give it
+    (0666 less the umask; ``mkstemp`` alone makes it 0600, unreadable to collaborators)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -1,0 +1,94 @@
+"""Issue 18 (nothing lost, strict input): each test reproduces one reported defect."""
+
+import os
+import stat
+
+import pytest
+
+from invfem.errors import ConfigError
+from invfem.experiment import compare, load_study
+from invfem.experiment.config import read_yaml
+from invfem.experiment.records import save_torch, write_json
+
+STUDY = """
+problem: poisson_fem
+problem_options: {{n: 3, widths: [2, 4, 1]}}
+seeds: [0]
+maxiter: 4
+diagnostics_every: 0
+threads_per_run: 1
+methods:
+  - {{method: adam, options: {{lr: 0.01}}{extra}}}
+output: {output}
+{top}
+"""
+
+
+def _study(tmp_path, name, extra="", top=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(STUDY.format(output=tmp_path / "out", extra=extra, top=top))
+    return load_study(path)
+
+
+def test_item6_a_run_stopped_by_a_time_limit_or_stop_loss_is_redone_without_it(tmp_path):
+    """The fingerprint holds time_limit and stop_loss: a run cut short by them is not 'finished'
+    for a study without them (and a finished run is not redone when they are unchanged)."""
+    cut = compare(_study(tmp_path, "cut", extra=", time_limit: 1.0e-9"), quiet=True)[0]
+    assert cut["nit"] < 4
+    full = compare(_study(tmp_path, "full"), quiet=True)[0]
+    assert full["nit"] == 4
+    again = compare(_study(tmp_path, "full"), quiet=True)[0]
+    assert again["nit"] == 4 and again.get("time") == full.get("time")          # skipped: the same record
+    stopped = compare(_study(tmp_path, "stop", top="stop_loss: 1.0e+9"), quiet=True)[0]
+    assert stopped["nit"] < 4                                                     # redone with the stop
+    assert compare(_study(tmp_path, "full2"), quiet=True)[0]["nit"] == 4
+
+
+def test_item1_workers_are_capped_at_the_runs_to_do(tmp_path, monkeypatch):
+    import importlib
+
+    cmp = importlib.import_module("invfem.experiment.compare")
+
+    seen = {}
+
+    def execute(executor, study_dict, todo, workers, *rest):
+        seen["workers"] = workers
+        return real(executor, study_dict, todo, workers, *rest)
+
+    real = cmp._execute
+    monkeypatch.setattr(cmp, "_execute", execute)
+    messages = []
+    compare(_study(tmp_path, "many"), workers=1000, log=messages.append)
+    assert seen["workers"] == 1                       # one run to do: one worker, not 1000 processes
+    assert any("workers" in m and "1000" in m for m in messages)
+
+
+def test_item8_duplicate_keys_and_alias_bombs_are_refused_with_their_line(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("problem: poisson_fem\nseeds: [0]\nproblem: heat\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml.*duplicate key 'problem' \(line 3"):
+        read_yaml(dup)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("a:\n  b: 1\n  c: 2\n  b: 3\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'b' \(line 4"):
+        read_yaml(nested)
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"bomb.yaml.*aliases expand to more than"):
+        read_yaml(bomb)
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("base: &b {lr: 0.01}\nmethods:\n  - {method: adam, options: *b}\n  - {method: bfgs}\n")
+    assert read_yaml(fine)["methods"][0]["options"] == {"lr": 0.01}          # small anchors still work
+
+
+def test_item11_written_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        for path in (write_json(tmp_path / "r.json", {"a": 1}), save_torch(tmp_path / "t.pt", {"a": 1})):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+        os.umask(0o077)
+        assert stat.S_IMODE(write_json(tmp_path / "private.json", {}).stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
