@@ -92,3 +92,35 @@ def test_item11_written_files_honour_the_umask(tmp_path):
         assert stat.S_IMODE(write_json(tmp_path / "private.json", {}).stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "newton-damped", "trust-ncg"])
+def test_item5_every_trial_nan_is_no_success_and_the_trials_are_counted(method):
+    """A loss defined only at x0 (NaN at every other point): the run may not report convergence,
+    and each NaN trial counts in invalid_trials."""
+    import torch
+
+    from invfem.optim import minimize
+
+    x0 = torch.tensor([0.3, -0.2, 1.1], dtype=torch.float64)
+
+    def loss(x):
+        value = ((x - 1.0) ** 2).sum()
+        return torch.where((x - x0).abs().max() > 0, torch.full_like(value, float("nan")), value)
+
+    result = minimize(loss, x0, method=method, options={"maxiter": 60})
+    assert not result.success, (method, result.status, result.message)
+    assert result.history[-1]["invalid_trials"] > 0
+    assert "not finite" in result.message or "invalid" in result.message
+    assert torch.equal(result.x, x0)
+
+
+def test_item5_newton_exact_on_a_linear_loss_is_no_success():
+    import torch
+
+    from invfem.optim import minimize
+
+    result = minimize(lambda x: x.sum(), torch.zeros(3, dtype=torch.float64), method="newton-exact",
+                      options={"maxiter": 20})
+    assert float(result.jac.norm()) == pytest.approx(3 ** 0.5)
+    assert not result.success, (result.status, result.message)

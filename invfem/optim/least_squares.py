@@ -37,7 +37,7 @@ from invfem.runtime import reuse_freed_memory
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 TR_SOLVERS = ("exact", "lsmr")
 #: the loop's status -> scipy's (0 max_nfev, 1 gtol, 2 ftol, 3 xtol, 4 ftol and xtol, -2 callback)
-SCIPY_STATUS = {0: 1, 1: 0, 2: -2, 3: 3, 8: 2, 9: 2, 10: 3, 11: 4, 12: 0}
+SCIPY_STATUS = {0: 1, 1: 0, 2: -2, 3: 3, 8: 2, 9: 2, 10: 3, 11: 4, 12: 0, 13: -3, 14: -4}
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,10 @@ class ResidualOracle(CountedOracle):
             self.ninvalid += 1
             return math.inf
         cost = self.cost(r.cpu().numpy())
-        return self.value_scale * cost if math.isfinite(cost) else math.inf     # NaN/inf residuals: inf
+        if not math.isfinite(cost):                 # NaN/inf residuals: an invalid trial
+            self.ninvalid += 1
+            return math.inf
+        return self.value_scale * cost
 
     def linearization(self, x) -> Linearization:
         key = np.asarray(x, dtype=np.float64).tobytes()
@@ -354,7 +357,8 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method: str = "tr
     Returns an :class:`~invfem.optim.result.OptimizeResult` with scipy's fields ``x``,
     ``cost``, ``fun`` (residuals), ``jac`` (at x, unscaled), ``grad``, ``optimality``,
     ``active_mask``, ``nfev``, ``njev``, ``status`` (scipy's codes: 0 max_nfev, 1 gtol,
-    2 ftol, 3 xtol, 4 ftol and xtol, -2 callback), ``message``, ``success`` (status > 0),
+    2 ftol, 3 xtol, 4 ftol and xtol, -2 callback, -3 every trial since the last accepted
+    iterate not finite, -4 no step with the gradient above gtol), ``message``, ``success`` (status > 0),
     plus ``history`` (one entry per trial: ``cost``, ``optimality``, ``radius``, ``step_norm``,
     ``rho``, ``accepted``, counters, ``time``) and ``method``. Time in callbacks and
     checkpoints is left out of the history's clock.

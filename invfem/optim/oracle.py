@@ -28,7 +28,7 @@ class CountedOracle:
         self.n = n
         self.device = torch.device("cpu" if device is None else device)
         self.nfev = self.njev = self.nhev = 0
-        self.ninvalid = 0          # trial points where fun raised InvalidTrialPoint
+        self.ninvalid = 0          # trial points where fun raised InvalidTrialPoint or was not finite
         self.paused = 0.0          # seconds spent in callbacks and checkpoints: not the method's time
 
     def tensor(self, x) -> torch.Tensor:
@@ -38,10 +38,13 @@ class CountedOracle:
     def trial_value_and_grad(self, x):
         """(f, g) at a trial point, or ``(inf, None)`` where ``fun`` raises InvalidTrialPoint (counted)."""
         try:
-            return self.value_and_grad(x)
+            f, g = self.value_and_grad(x)
         except InvalidTrialPoint:
             self.ninvalid += 1
             return math.inf, None
+        if not math.isfinite(f):
+            self.ninvalid += 1
+        return f, g
 
 
 class Oracle(CountedOracle):
@@ -68,10 +71,13 @@ class Oracle(CountedOracle):
         self.nfev += 1
         try:
             with torch.no_grad():
-                return float(self._scalar(self.fun(self.tensor(x))))
+                value = float(self._scalar(self.fun(self.tensor(x))))
         except InvalidTrialPoint:
             self.ninvalid += 1
             return math.inf
+        if not math.isfinite(value):
+            self.ninvalid += 1                 # a NaN/inf trial is an invalid one too
+        return value
 
     def value_and_grad(self, x):
         """(f(x), grad f(x)); counts one gradient (the value comes with it)."""

@@ -47,7 +47,12 @@ STATUS_MESSAGES = {
     10: "xtol termination condition is satisfied (step below xtol (xtol + ||x||))",
     11: "both ftol and xtol termination conditions are satisfied",
     12: "maximum number of function evaluations reached",
+    13: "every trial point since the last accepted iterate was invalid (not finite or outside the domain): "
+        "the loss is not defined around x",
+    14: "the model proposes no step (zero or singular curvature) with the gradient above gtol",
 }
+#: statuses that say the run stalled, not converged (``minimize``'s success excludes them)
+STATUS_STALLED = (13, 14)
 
 STATUS_ROUNDOFF = 8
 #: the model's predicted change is at f's round-off below this multiple of eps |f|
@@ -113,6 +118,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
                             model=model.warm_state() if hasattr(model, "warm_state") else None)
 
     status = 1
+    trials = invalid = 0                 # trial points since the last accepted iterate, and how many were not finite
     for k in range(k0 + 1, settings.maxiter + 1):
         if checkpoint is not None:
             checkpoint.maybe(k - 1, state)
@@ -128,9 +134,10 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             # the step while it still lowers the optimality measure, stop at the first that does not
             roundoff = _roundoff_step(oracle, x, f, step, model, build_model)
             if roundoff is None:
-                status = STATUS_ROUNDOFF
+                status = _roundoff_status(trials, invalid, step, model, f)
                 break
             x, f, g, model = roundoff
+            trials = invalid = 0
             history.append(history_entry(k, f, model.optimality, oracle, start, radius=radius,
                                          step_norm=float(np.linalg.norm(step.p)), accepted=True,
                                          inner_iterations=int(step.inner_iterations), f_trial=f))
@@ -141,6 +148,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         x_trial = x + step.p if step.x_new is None else step.x_new
         f_trial = oracle.value(x_trial)
         finite = math.isfinite(f_trial)
+        trials, invalid = trials + 1, invalid + (not finite)
         if finite and step.predicted > 0:
             rho = (f - f_trial - step.correction) / step.predicted
         elif finite and settings.eta == -math.inf:
@@ -162,6 +170,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         step_norm = math.sqrt(float(step.p @ step.p))
         stop = _tolerance_status(settings, f, f_trial, rho, step_norm, x) if finite else None
         if accepted:
+            trials = invalid = 0
             f_before = f
             x = x_trial
             f, g = oracle.value_and_grad(x)
@@ -183,11 +192,22 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             status = stop
             break
         if radius < settings.xtol * (1 + np.linalg.norm(x)):
-            status = 3
+            status = 13 if trials and invalid == trials else 3
             break
     else:
         status = 0 if model.optimality < settings.gtol else 1
     return x, f, g, status, history
+
+
+def _roundoff_status(trials: int, invalid: int, step, model, f: float) -> int:
+    """Why a round-off-sized step ends the run: 13 where every trial since the last accepted
+    iterate was invalid (the radius shrank on NaNs, not on convergence), 14 where the model
+    proposes no step although the gradient is far from zero, else round-off convergence (8)."""
+    if trials and invalid == trials:
+        return 13
+    if step.norm == 0 and model.optimality > math.sqrt(np.finfo(np.float64).eps) * max(1.0, abs(f)):
+        return 14
+    return STATUS_ROUNDOFF
 
 
 def _finite(v: np.ndarray) -> bool:
