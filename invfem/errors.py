@@ -54,3 +54,7 @@ class NonPositiveCoefficientError(InvalidTrialPoint):
 class NoStateError(InvalidTrialPoint):
     """The forward problem has no computable solution at these parameters (Newton failed, the
     matrix is singular): the loss is undefined there."""
+
+
+class FolderInUse(InvfemError, RuntimeError):
+    """An output folder another live process holds (its lock file names the host and pid)."""

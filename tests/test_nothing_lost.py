@@ -124,3 +124,67 @@ def test_item5_newton_exact_on_a_linear_loss_is_no_success():
                       options={"maxiter": 20})
     assert float(result.jac.norm()) == pytest.approx(3 ** 0.5)
     assert not result.success, (result.status, result.message)
+
+
+def test_item7_a_second_compare_on_a_held_folder_stops_and_a_stale_lock_is_taken_over(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from invfem.errors import FolderInUse
+
+    study = _study(tmp_path, "locked")
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".invfem.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid, "since": "earlier"}))
+        with pytest.raises(FolderInUse, match=rf"in use by invfem compare \(pid {holder.pid} on host"):
+            compare(study, quiet=True)
+        assert not (out / "runs").exists()                    # nothing was run twice
+    finally:
+        holder.kill()
+        holder.wait()
+    messages = []
+    records = compare(study, log=messages.append)             # the holder is gone: its lock is stale
+    assert records[0]["nit"] == 4 and any("stale lock" in m for m in messages)
+    assert not lock.exists()                                  # released after the study
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "since": "earlier"}))
+    with pytest.raises(FolderInUse, match="another-host"):  # another machine's lock is respected
+        compare(study, quiet=True)
+
+
+@pytest.mark.parametrize("options,match", [({"n": 2.7}, "n .* whole number, got 2.7"), ({"n": True}, "whole number, got True"),
+                                           ({"order": True}, "order must be one of")])
+def test_item14_fractional_and_boolean_sizes_are_refused(options, match):
+    from invfem.errors import InvfemError
+    from invfem.experiment.run import load_problem
+
+    with pytest.raises(InvfemError, match=match):
+        load_problem("poisson_fem", seed=0, **options)
+
+
+def test_item14_lshape_refine_and_config_meshes_take_whole_numbers_only():
+    from invfem.errors import InvfemError
+    from invfem.problems import poisson
+
+    with pytest.raises(InvfemError, match="refine must be a whole number, got 1.5"):
+        poisson.make_problem(0, mesh={"lshape": {"refine": 1.5}}, network={"widths": [3]},
+                             observations={"synthetic": {"kappa_true": "1 + x", "at": "nodes"}})
+    p = poisson.make_problem(0, mesh={"unit_square": {"n": 3.0}}, network={"widths": [3]},
+                             observations={"synthetic": {"kappa_true": "1 + x", "at": "nodes"}})
+    assert p.info["n_dofs"] == 16                                   # 3.0 is a whole number
+
+
+@pytest.mark.parametrize("line,match", [("stop_loss: .nan", "stop_loss must be a number"),
+                                        ("methods: [{method: adam, label: null}]", "label must be a name")])
+def test_item14_nan_stop_loss_and_null_label_are_refused(tmp_path, line, match):
+    text = STUDY.format(output=tmp_path / "out", extra="", top=line)
+    if line.startswith("methods"):
+        text = text.replace("methods:\n  - {method: adam, options: {lr: 0.01}}\n", "")
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_study(path)

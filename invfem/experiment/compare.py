@@ -29,7 +29,8 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
-from invfem.experiment.records import CorruptRecord, load_torch, read_json, run_dir, save_torch, write_json
+from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, run_dir, save_torch,
+                                      write_json)
 from invfem.experiment.study import StudyConfig, study_from_dict
 
 PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
@@ -322,12 +323,19 @@ def compare(study: StudyConfig, workers: int | None = None, scheduler: str | Non
     ``executor`` (default: the config's; ``processes`` when ``workers`` > 1, ``dask`` with a
     ``scheduler`` address) runs the runs serially, in a joblib process pool, or on a
     dask-distributed cluster (a LocalCluster of ``workers`` when no address is given). Returns
-    the records in config order (methods, then seeds).
+    the records in config order (methods, then seeds). The output folder is locked while it
+    runs (:func:`~invfem.experiment.records.folder_lock`): a second ``compare`` on it stops with
+    a message naming the holder.
     """
-    from invfem.experiment.report import write_report
-
     output = Path(study.output)
     _check_writable(output)
+    with folder_lock(output, "invfem compare", log=log):
+        return _compare(study, output, workers, scheduler, executor, quiet, log)
+
+
+def _compare(study: StudyConfig, output: Path, workers, scheduler, executor, quiet, log) -> list[dict]:
+    from invfem.experiment.report import write_report
+
     workers = workers or study.workers
     scheduler = scheduler or study.scheduler
     executor = executor or ("dask" if scheduler else "processes" if workers > 1 and study.executor == "serial"

@@ -7,15 +7,18 @@ either the old file or the new one, never a half-written one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from invfem.errors import InvfemError
+from invfem.errors import FolderInUse, InvfemError
 
 
 class CorruptRecord(InvfemError):
@@ -61,6 +64,75 @@ def _atomic(path: Path, write) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+LOCK_NAME = ".invfem.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder, what: str = "invfem compare", log=print):
+    """Hold ``folder/.invfem.lock`` (host, pid, start time) while the block runs, so that a second
+    process on the same folder stops with a message naming the holder instead of redoing every
+    run. A lock left by a process that is gone (same host, no such pid) is taken over (logged);
+    one from another host is respected: delete the file if that process is gone."""
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is None or _gone(holder):
+                log(f"{path}: a stale lock ({_describe(holder)}): taken over")
+                path.unlink(missing_ok=True)
+                continue
+            raise FolderInUse(f"{folder} is in use by {what} ({_describe(holder)}); wait for it to finish, or "
+                              f"delete {path} if that process is gone") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        break
+    else:
+        raise FolderInUse(f"{folder}: could not take {path} (another process keeps recreating it)")
+    try:
+        yield
+    finally:
+        if _lock_holder(path) == mine:
+            path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> dict | None:
+    """The lock's content, None where it is unreadable (a holder that died while writing it, if
+    older than 10 s; a younger unreadable one is being written: treated as held)."""
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("pid"), int):
+            return data
+    except (OSError, ValueError):
+        pass
+    try:
+        young = time.time() - path.stat().st_mtime < 10
+    except OSError:
+        return None
+    return {"host": socket.gethostname(), "pid": -1, "since": "now"} if young else None
+
+
+def _gone(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname() or holder["pid"] < 0:
+        return False                  # another machine's process (or a lock being written): cannot tell
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:          # alive, another user's
+        return False
+    return False
+
+
+def _describe(holder: dict | None) -> str:
+    if holder is None:
+        return "unreadable"
+    return f"pid {holder.get('pid')} on host {holder.get('host')}, since {holder.get('since')}"
 
 
 def write_json(path, obj) -> Path:

@@ -20,6 +20,8 @@ the key and listing the valid ones.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -103,7 +105,8 @@ class StudyConfig:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
         _time_limit("time_limit", self.time_limit)
         if self.stop_loss is not None and (isinstance(self.stop_loss, bool)
-                                           or not isinstance(self.stop_loss, (int, float))):
+                                           or not isinstance(self.stop_loss, (int, float))
+                                           or math.isnan(self.stop_loss)):
             raise ConfigError(f"stop_loss must be a number or null, got {self.stop_loss!r}")
         if self.executor not in ("serial", "processes", "dask"):
             raise ConfigError(f"executor must be one of ['dask', 'processes', 'serial'], got {self.executor!r}")
@@ -173,6 +176,8 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
             method = entry.get("method")
             if method not in METHODS:
                 raise ConfigError(f"methods[{i}]: unknown method {method!r}; valid: {sorted(METHODS)}")
+        if "label" in entry and not isinstance(entry["label"], str):
+            raise ConfigError(f"methods[{i}]: label must be a name (a string), got {entry['label']!r}")
         label = str(entry.get("label", method if stages is None else "+".join(m for m, _ in stages)))
         if not label or any(c in label for c in "/\\ ") or label.startswith("."):
             raise ConfigError(f"methods[{i}]: label {label!r} must be a non-empty name without spaces or slashes")

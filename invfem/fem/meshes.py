@@ -19,6 +19,17 @@ _CELL_NAMES = {"MeshQuad1": "quadrilateral", "MeshQuad2": "quadratic quadrilater
                "MeshHex2": "quadratic hexahedron", "MeshLine1": "line", "MeshWedge1": "wedge"}
 
 
+def _whole(name: str, value, low: int) -> int:
+    """``value`` as an int >= ``low``: a whole number (``3`` or ``3.0``), not ``2.7`` (which
+    ``int`` would cut to 2) and not ``true``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not float(value).is_integer():
+        raise ShapeError(f"{name} must be a whole number, got {value!r}")
+    if int(value) < low:
+        raise ShapeError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
 def unit_square(n: int, m: int | None = None) -> skfem.MeshTri:
     """Structured mesh of the unit square with ``n x m`` squares, each cut into 2 triangles.
 
@@ -29,18 +40,15 @@ def unit_square(n: int, m: int | None = None) -> skfem.MeshTri:
 
 def rectangle(n: int, m: int, x: tuple[float, float] = (0.0, 1.0), y: tuple[float, float] = (0.0, 1.0)) -> skfem.MeshTri:
     """Structured triangle mesh of ``[x0, x1] x [y0, y1]`` with ``n x m`` cells."""
-    if int(n) < 1 or int(m) < 1:
-        raise ShapeError(f"a mesh needs at least one cell per direction, got n={n}, m={m}")
+    n, m = _whole("n (cells per direction)", n, 1), _whole("m (cells per direction)", m, 1)
     if not (x[1] > x[0] and y[1] > y[0]):
         raise ShapeError(f"empty rectangle x={x}, y={y}")
-    return skfem.MeshTri.init_tensor(np.linspace(x[0], x[1], int(n) + 1), np.linspace(y[0], y[1], int(m) + 1))
+    return skfem.MeshTri.init_tensor(np.linspace(x[0], x[1], n + 1), np.linspace(y[0], y[1], m + 1))
 
 
 def lshape(refine: int = 3) -> skfem.MeshTri:
     """The L-shaped domain ``[-1, 1]^2`` minus ``(0, 1]^2``, refined ``refine`` times (12 * 4^refine triangles)."""
-    if int(refine) < 0:
-        raise ShapeError(f"refine must be >= 0, got {refine}")
-    return skfem.MeshTri.init_lshaped().refined(int(refine))
+    return skfem.MeshTri.init_lshaped().refined(_whole("refine", refine, 0))
 
 
 BUILTIN = {"unit_square": unit_square, "rectangle": rectangle, "lshape": lshape}

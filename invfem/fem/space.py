@@ -63,7 +63,7 @@ class FunctionSpace:
     basis: skfem.Basis = field(init=False, repr=False)
 
     def __post_init__(self):
-        if self.order not in _ELEMENTS:
+        if isinstance(self.order, bool) or self.order not in _ELEMENTS:
             raise ShapeError(f"order must be one of {sorted(_ELEMENTS)}, got {self.order}")
         self.intorder = 2 * self.order if self.intorder is None else int(self.intorder)
         self.basis = skfem.Basis(self.mesh, _ELEMENTS[self.order](), intorder=self.intorder)
