@@ -76,6 +76,10 @@ def main(argv=None, exit_at_once: bool = False) -> int:
     except KeyboardInterrupt:
         print("invfem: interrupted; finished runs and the last checkpoints are kept (run the same command to "
               "resume)", file=sys.stderr)
+        if exit_at_once:        # no interpreter teardown: torch's threads abort it ("terminate called ...")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     if exit_at_once and args.command in ("run", "report"):
         sys.stdout.flush()
@@ -87,7 +91,8 @@ def main(argv=None, exit_at_once: bool = False) -> int:
 def entry() -> None:
     """The ``invfem`` command: :func:`main` with ``exit_at_once``. The interpreter's own teardown
     of torch's modules took 0.6-1.2 s of a 15 s ``invfem run`` and does nothing for a finished
-    run; ``compare`` (whose worker pools must shut down) and failed commands exit normally."""
+    run; ``compare`` (whose worker pools must shut down) and failed commands exit normally; an
+    interrupted command exits 130 at once (after its message and the lock's release)."""
     sys.exit(main(exit_at_once=True))
 
 

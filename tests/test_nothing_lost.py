@@ -188,3 +188,44 @@ def test_item14_nan_stop_loss_and_null_label_are_refused(tmp_path, line, match):
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_study(path)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_item10_ctrl_c_during_compare_exits_130_without_abort_or_traceback(tmp_path, workers):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "long.yaml"
+    config.write_text(STUDY.format(output=tmp_path / "out", extra="", top="").replace("maxiter: 4", "maxiter: 100000")
+                      .replace("seeds: [0]", "seeds: [0, 1]"))
+    import os
+
+    # its own process group, signalled as a terminal's Ctrl-C signals it: every process in it
+    proc = subprocess.Popen([sys.executable, "-m", "invfem.cli", "compare", str(config), "--workers", str(workers),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "out").glob("runs/*/progress.json")):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=60)
+        time.sleep(3.0)
+        left = True
+        try:
+            os.killpg(proc.pid, 0)                       # any process of the group still alive?
+        except ProcessLookupError:
+            left = False
+        assert not left, "worker processes outlived the interrupted compare"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)          # nothing left behind, whatever happened
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err and "terminate called" not in err, err[-2000:]
+    assert "interrupted" in err
+    assert not (tmp_path / "out" / ".invfem.lock").exists()

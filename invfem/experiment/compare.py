@@ -368,8 +368,13 @@ def _compare(study: StudyConfig, output: Path, workers, scheduler, executor, qui
     runner = threading.Thread(target=_execute, args=(executor, study_dict, todo, workers, scheduler, threads, results,
                                                      errors), daemon=True)
     runner.start()
-    _watch(runner, study, todo, results, quiet, say)
-    runner.join()
+    try:
+        _watch(runner, study, todo, results, quiet, say)
+        runner.join()
+    except KeyboardInterrupt:     # Ctrl-C: stop the worker processes too (their checkpoints are kept)
+        if executor != "serial":
+            _stop_children()
+        raise
     if errors:
         raise errors[0]
     for key in todo:
@@ -396,6 +401,29 @@ def _execute(executor, study_dict, todo, workers, scheduler, threads, results, e
             _execute_dask(study_dict, todo, workers, scheduler, threads, results)
     except BaseException as exc:  # re-raised in the main thread
         errors.append(exc)
+
+
+def _stop_children() -> None:
+    """SIGTERM every child process of this one (the joblib/dask workers of an interrupted study):
+    left alone they would go on writing to the study folder after ``invfem compare`` has exited.
+    Linux (``/proc``); elsewhere a no-op."""
+    import signal
+
+    me = os.getpid()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me:                 # field 4 of stat: the parent's pid
+                os.kill(int(entry), signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def _keyed(study_dict, label, seed, threads):
