@@ -229,3 +229,51 @@ def test_item10_ctrl_c_during_compare_exits_130_without_abort_or_traceback(tmp_p
     assert "Traceback" not in err and "terminate called" not in err, err[-2000:]
     assert "interrupted" in err
     assert not (tmp_path / "out" / ".invfem.lock").exists()
+
+
+def test_item4_records_and_checkpoints_that_parse_but_are_wrong_are_redone(tmp_path):
+    import json
+
+    import torch
+
+    from invfem.experiment import write_report
+
+    study = _study(tmp_path, "records")
+    first = compare(study, quiet=True)[0]
+    run = tmp_path / "out" / "runs" / "adam-seed0"
+    record = json.loads((run / "record.json").read_text())
+    # a record that parses but lacks 'loss': report and compare used to die with KeyError
+    (run / "record.json").write_text(json.dumps({k: v for k, v in record.items() if k != "loss"}))
+    messages = []
+    write_report(tmp_path / "out", log=messages.append)
+    assert any("invalid record" in m and "'loss'" in m for m in messages)
+    again = compare(study, log=messages.append)[0]
+    assert again["loss"] == pytest.approx(first["loss"], rel=1e-12)
+    # a truncated theta.pt beside a good record used to count as finished forever
+    data = (run / "theta.pt").read_bytes()
+    (run / "theta.pt").write_bytes(data[: len(data) // 2])
+    messages.clear()
+    compare(study, log=messages.append)
+    assert any("invalid record" in m and "theta.pt" in m for m in messages)
+    assert torch.load(run / "theta.pt").numel() > 0
+    # a checkpoint that loads but is not one (a list) used to fail the run on every invocation
+    (run / "record.json").unlink()
+    torch.save([1, 2, 3], run / "checkpoint.pt")
+    redone = compare(study, quiet=True)[0]
+    assert redone.get("finished") and not redone.get("failed")
+    assert any("malformed" in n for n in redone["notes"])
+
+
+def test_item4_a_checkpoint_of_the_same_settings_that_cannot_be_resumed_is_set_aside(tmp_path):
+    import json
+
+    study = _study(tmp_path, "resume")
+    compare(study, quiet=True)
+    run = tmp_path / "out" / "runs" / "adam-seed0"
+    fingerprint = json.loads((run / "record.json").read_text())["fingerprint"]
+    (run / "record.json").unlink()
+    state = {"method": "adam", "iteration": 2, "exact": True, "from": "another version"}   # parses, cannot resume
+    save_torch(run / "checkpoint.pt", {"fingerprint": fingerprint, "optimizer": state, "diagnostics": []})
+    redone = compare(study, quiet=True)[0]
+    assert redone.get("finished") and not redone.get("failed"), redone.get("error")
+    assert any("set aside" in n for n in redone["notes"]) and (run / "checkpoint.pt.unusable").is_file()

@@ -29,8 +29,8 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
-from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, run_dir, save_torch,
-                                      write_json)
+from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir,
+                                      save_torch, write_json)
 from invfem.experiment.study import StudyConfig, study_from_dict
 
 PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
@@ -72,6 +72,10 @@ def finished_record(folder: Path, log=print, fingerprint: str | None = None) -> 
         return None
     if not record.get("finished") or not (folder / "theta.pt").is_file():
         log(f"{path}: incomplete record; rerunning that run")
+        return None
+    problem = record_problem(record, folder)
+    if problem is not None:
+        log(f"{path}: invalid record ({problem}); rerunning that run")
         return None
     if fingerprint is not None and record.get("fingerprint", fingerprint) != fingerprint:
         log(f"{path}: written for other settings (problem, method options or seed changed); rerunning that run")
@@ -174,7 +178,19 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
         return existing
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        return _attempt(study, study_dict, spec, folder, fingerprint, label, seed)
+        try:
+            return _attempt(study, study_dict, spec, folder, fingerprint, label, seed)
+        except Exception as exc:
+            checkpoint = folder / "checkpoint.pt"
+            if not checkpoint.is_file():
+                raise
+            # resuming may be what failed (a checkpoint of another version with the same settings):
+            # set it aside and start afresh once, rather than failing on every invocation
+            aside = folder / "checkpoint.pt.unusable"
+            os.replace(checkpoint, aside)
+            return _attempt(study, study_dict, spec, folder, fingerprint, label, seed,
+                            notes=[f"resuming {checkpoint} failed ({type(exc).__name__}: {exc}); set aside as "
+                                   f"{aside.name}, started afresh"])
     except Exception as exc:  # recorded: one failing run (a bad seed, a non-elliptic start) does not stop a study
         record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
                   "problem": study.problem, "problem_options": study.problem_options, "fingerprint": fingerprint,
@@ -184,18 +200,22 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
         return record
 
 
-def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int) -> dict:
+def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int,
+             notes: list | None = None) -> dict:
     from invfem.experiment.run import load_problem
     from invfem.optim import METHODS, Checkpoint, minimize, minimize_chain
     from invfem.structured import hessian_path
 
     resume, diagnostics, pending, resumed = None, [], None, []
-    notes = []
+    notes = list(notes or [])
     checkpoint_path = folder / "checkpoint.pt"
     if checkpoint_path.is_file():
         try:
             saved = load_torch(checkpoint_path)
-            if saved.get("fingerprint") != fingerprint:
+            if not isinstance(saved, dict) or not isinstance(saved.get("optimizer"), dict) or \
+                    not isinstance(saved.get("diagnostics"), list):
+                notes.append(f"{checkpoint_path}: not a checkpoint of this version (malformed); started afresh")
+            elif saved.get("fingerprint") != fingerprint:
                 notes.append(f"{checkpoint_path}: written for other settings; started afresh")
             else:
                 resume, diagnostics = saved["optimizer"], list(saved["diagnostics"])
@@ -204,8 +224,9 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
                 done = sum(int(d["nit"]) for d in resume.get("done", []))
                 resumed = list(saved.get("resumed", [])) + [{"iteration": done + int(state["iteration"]),
                                                               "exact": bool(state["exact"])}]
-        except (CorruptRecord, KeyError) as exc:
-            notes.append(f"{exc}; started afresh")
+        except (CorruptRecord, KeyError, TypeError, ValueError, AttributeError) as exc:
+            notes.append(f"{checkpoint_path}: {exc}; started afresh")
+            resume, diagnostics, pending, resumed = None, [], None, []
     device = {} if study.device is None else {"device": study.device}
     problem = load_problem(study.problem, seed=seed, **device, **study.problem_options)
     exact_hessian = hessian_path(problem, chunk_size=study.hessian_chunk).function

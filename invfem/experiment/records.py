@@ -66,6 +66,42 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
+#: what a study record must hold, and of which type (a record that parses but lacks one is redone)
+_NUMBER = (int, float)
+FINISHED_KEYS = {"label": str, "seed": int, "loss": _NUMBER, "gnorm": _NUMBER, "nit": int, "status": int,
+                 "message": str, "wall_time": _NUMBER, "nfev": int, "njev": int, "nhev": int, "n_positive": int,
+                 "n_negative": int, "history": list, "diagnostics": dict}
+FAILED_KEYS = {"label": str, "seed": int, "error": str}
+
+
+def record_problem(record, folder=None) -> str | None:
+    """What is wrong with a study record (None: nothing): a missing key or one of the wrong
+    type (:data:`FINISHED_KEYS` / :data:`FAILED_KEYS`), history entries without ``iter``/``f``/
+    ``time``, and (with ``folder``) a ``theta.pt`` that does not load as a finite 1-d tensor."""
+    if not isinstance(record, dict):
+        return f"not a mapping ({type(record).__name__})"
+    keys = FAILED_KEYS if record.get("failed") else FINISHED_KEYS
+    for key, kind in keys.items():
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"key {key!r} missing or not a {getattr(kind, '__name__', 'number')}"
+    if record.get("failed"):
+        return None
+    if not all(isinstance(h, dict) and all(isinstance(h.get(k), _NUMBER) for k in ("iter", "f", "time"))
+               for h in record["history"]) or not record["history"]:
+        return "history entries without iter, f and time"
+    if not isinstance(record["diagnostics"].get("points"), list):
+        return "diagnostics without points"
+    if folder is not None:
+        try:
+            theta = load_torch(Path(folder) / "theta.pt")
+        except CorruptRecord as exc:
+            return str(exc)
+        if not isinstance(theta, torch.Tensor) or theta.ndim != 1 or not bool(torch.isfinite(theta).all()):
+            return "theta.pt is not a finite 1-d tensor"
+    return None
+
+
 LOCK_NAME = ".invfem.lock"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from invfem.errors import ConfigError
-from invfem.experiment.records import CorruptRecord, read_json, run_dir
+from invfem.experiment.records import CorruptRecord, read_json, record_problem, run_dir
 
 COLUMNS = ["method", "seed", "loss", "gnorm", "nit", "status", "wall_time", "kappa_error", "n_positive", "n_negative",
            "time_to_threshold", "iterations_to_threshold", "nfev", "njev", "nhev", "resumed", "message"]
@@ -46,6 +46,10 @@ def load_records(output: Path, log=print) -> tuple[dict, list[dict]]:
                 log(f"{exc}; left out of the report")
                 continue
             if record.get("finished") or record.get("failed"):
+                problem = record_problem(record)
+                if problem is not None:
+                    log(f"{path}: invalid record ({problem}); left out of the report")
+                    continue
                 records.append(record)
     return study, records
 
