@@ -129,8 +129,7 @@ class CoefficientLoss:
         exceed :data:`FACTORED_JACOBIAN_BYTES` and the outer loss offers ``jacobian_coupling``,
         ``J`` stays factored (:class:`~invfem.nn.hessian.NetworkJacobian`)."""
         theta = theta.detach()
-        factored = self.supported and self.points.shape[0] * theta.shape[0] * 8 > FACTORED_JACOBIAN_BYTES
-        coupling_of = getattr(self.outer, "jacobian_coupling", None) if factored else None
+        coupling_of = getattr(self.outer, "jacobian_coupling", None) if self._factored(theta) else None
         if coupling_of is not None:
             # the outer's d residual / d kappa is finish(C @ .) for a sparse C: apply C to the
             # network's factored J (NetworkJacobian), never forming the (Q, P) matrix
@@ -148,18 +147,25 @@ class CoefficientLoss:
             jac = torch.func.jacrev(lambda t: self.mlp(t, self.points))(theta).reshape(kappa.numel(), -1)
         return self.outer.residual_jacobian(kappa.detach(), jac)
 
+    def _factored(self, theta: torch.Tensor) -> bool:
+        """Whether the ``(Q, P)`` network Jacobian is too large to form (:data:`FACTORED_JACOBIAN_BYTES`)."""
+        return self.supported and self.points.shape[0] * theta.shape[0] * 8 > FACTORED_JACOBIAN_BYTES
+
     def jacobian_operator(self, theta: torch.Tensor):
         """:meth:`jacobian` as a :class:`~invfem.linalg.jacobian.JacobianOperator` ``L J_kappa``
         where the outer residual is affine in kappa with no solve (``jacobian_coupling`` gives
-        ``(L, None)``: residual minimisation), for matrix-free solvers; the dense matrix otherwise."""
+        ``(L, None)``: residual minimisation), for matrix-free solvers; the dense matrix otherwise
+        (from the same network pass and coupling, nothing formed twice)."""
         coupling_of = getattr(self.outer, "jacobian_coupling", None) if self.supported else None
-        if coupling_of is not None:
-            theta = theta.detach()
-            terms = network_terms(self.mlp, theta, self.points)
-            parts = coupling_of(terms.kappa)
-            if parts is not None and parts[1] is None:
-                return JacobianOperator(parts[0], terms.jac)
-        return self.jacobian(theta)
+        if coupling_of is None or self._factored(theta):
+            return self.jacobian(theta)
+        theta = theta.detach()
+        terms = network_terms(self.mlp, theta, self.points)
+        parts = coupling_of(terms.kappa)
+        if parts is None:
+            return self.outer.residual_jacobian(terms.kappa, terms.jac)
+        coupling, finish = parts
+        return JacobianOperator(coupling, terms.jac) if finish is None else finish(coupling @ terms.jac)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact ``(P, P)`` Hessian at ``theta``."""
@@ -225,14 +231,17 @@ class RegularizedLoss:
     def jacobian_operator(self, theta: torch.Tensor):
         """The structure's Jacobian operator with ``alpha^1/2 I`` appended (dense where it is dense)."""
         inner = getattr(self.structure, "jacobian_operator", None)
-        jac = inner(theta) if inner is not None else None
+        jac = inner(theta) if inner is not None else self.structure.jacobian(theta)
         if isinstance(jac, JacobianOperator):
             return jac.with_ridge(math.sqrt(self.alpha))
-        return self.jacobian(theta)
+        return self._with_prior_rows(jac)
 
     def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
-        jac = self.structure.jacobian(theta)
-        eye = torch.eye(theta.shape[0], dtype=jac.dtype, device=jac.device).mul_(math.sqrt(self.alpha))
+        return self._with_prior_rows(self.structure.jacobian(theta))
+
+    def _with_prior_rows(self, jac: torch.Tensor) -> torch.Tensor:
+        """``[J; alpha^1/2 I]``: the prior's rows below the structure's Jacobian."""
+        eye = torch.eye(jac.shape[1], dtype=jac.dtype, device=jac.device).mul_(math.sqrt(self.alpha))
         return torch.cat([jac, eye])
 
 
