@@ -19,7 +19,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from invfem.errors import ShapeError
-from invfem.linalg.pattern import csr_tensor
+from invfem.linalg.pattern import csr_structure, csr_tensor
 
 
 def apply_hessian(misfit, state: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -125,26 +125,27 @@ class ObservationMisfit:
         cached = self.__dict__.get("_weighted_b")
         if cached is None or cached[0] != key:
             obs = self.observation
-            r = rows[obs.cols]
-            keep = r < sens.shape[0]
-            r, o = r[keep], obs.rows[keep]
-            v = obs.vals[keep] * torch.sqrt(torch.as_tensor(weight, dtype=sens.dtype, device=sens.device)
-                                            .expand(obs.n)[o])
-            order = torch.argsort(o * sens.shape[0] + r)
-            crow = torch.zeros(obs.n + 1, dtype=torch.int64, device=sens.device)
-            crow[1:] = torch.cumsum(torch.bincount(o, minlength=obs.n), 0)
-            matrix = csr_tensor(crow, r[order], v[order].to(sens.dtype), (obs.n, sens.shape[0]))
+            r, o, v = self._kept(rows, sens.shape[0])
+            v = v * torch.sqrt(torch.as_tensor(weight, dtype=sens.dtype, device=sens.device).expand(obs.n)[o])
+            crow, col, order = csr_structure(o, r, obs.n, sens.shape[0])
+            matrix = csr_tensor(crow, col, v[order].to(sens.dtype), (obs.n, sens.shape[0]))
             self.__dict__["_weighted_b"] = cached = (key, matrix)
         return cached[1] @ sens
 
     def _observe(self, directions: torch.Tensor, rows: torch.Tensor):
         """``(B D, r, o, v)``: the observations of directions ``D`` stored on a subset of rows (as
         :meth:`add_hessian_product`), and the kept entries of B (state row, observation, value)."""
+        r, o, v = self._kept(rows, directions.shape[0])
+        v = v[:, None]
+        return directions.new_zeros(self.observation.n, directions.shape[1]).index_add_(0, o, v * directions[r]), r, o, v
+
+    def _kept(self, rows: torch.Tensor, n_rows: int):
+        """The entries of B on a subset of rows: (row, observation, value) of those whose state
+        entry has a row ``< n_rows`` (the others, Dirichlet dofs or data, have no sensitivity)."""
         obs = self.observation
         r = rows[obs.cols]
-        keep = r < directions.shape[0]
-        r, o, v = r[keep], obs.rows[keep], obs.vals[keep][:, None]
-        return directions.new_zeros(obs.n, directions.shape[1]).index_add_(0, o, v * directions[r]), r, o, v
+        keep = r < n_rows
+        return r[keep], obs.rows[keep], obs.vals[keep]
 
     def _row_weight(self, like: torch.Tensor) -> torch.Tensor:
         """The weight as a tensor that broadcasts over rows ``(n_obs, k)``."""

@@ -16,7 +16,7 @@ import torch
 
 from invfem.errors import ConfigError, ShapeError
 from invfem.fem.meshes import unit_square  # noqa: F401  (the docstring example)
-from invfem.linalg.pattern import csr_tensor
+from invfem.linalg.pattern import csr_structure, csr_tensor
 
 _ELEMENTS = {1: skfem.ElementTriP1, 2: skfem.ElementTriP2}
 _SCATTER_BYTES = 32 * 2 ** 20     # temporary of one batched product in FunctionSpace.scatter_points
@@ -202,10 +202,8 @@ class FunctionSpace:
             keep = (local < n_rows).reshape(-1)
             row, col = row.reshape(-1)[keep], col.reshape(-1)[keep]
             flat = torch.arange(keep.numel(), device=dofs.device)[keep]
-            order = torch.argsort(row * self.n_quad + col)
-            crow = torch.zeros(k * n_rows + 1, dtype=torch.int64, device=dofs.device)
-            crow[1:] = torch.cumsum(torch.bincount(row, minlength=k * n_rows), 0)
-            cache[key] = (crow, col[order].contiguous(), flat[order].contiguous(), (k * n_rows, self.n_quad))
+            crow, col, order = csr_structure(row, col, k * n_rows, self.n_quad)
+            cache[key] = (crow, col, flat[order].contiguous(), (k * n_rows, self.n_quad))
         crow, col, take, size = cache[key]
         return csr_tensor(crow, col, coef.reshape(-1)[take], size)
 

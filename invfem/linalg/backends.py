@@ -283,13 +283,13 @@ class SparseSolver:
     def solve(self, values: torch.Tensor, rhs: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """Solve ``A x = rhs`` (or ``A^T x = rhs``) for ``rhs`` of shape ``(n,)`` or ``(n, k)``."""
         values, rhs = torch.as_tensor(values), torch.as_tensor(rhs)
-        if not _finite(rhs):
+        if not all_finite(rhs):
             raise NonFiniteError("right-hand side contains NaN/inf")
         factor = self.factor(values)
         x = factor.solve(rhs.detach(), transpose)
         self.stats.solve_calls += 1
         self.stats.rhs_solved += 1 if rhs.ndim == 1 else rhs.shape[1]
-        if not _finite(x):
+        if not all_finite(x):
             raise SingularMatrixError("the solution is not finite: the matrix is numerically singular")
         return x
 
@@ -298,7 +298,7 @@ class SparseSolver:
         self._cache.clear()
 
 
-def _finite(t: torch.Tensor) -> bool:
+def all_finite(t: torch.Tensor) -> bool:
     """Whether every entry is finite: one reduction (a sum is NaN/inf iff an entry is, barring
     overflow, which the exact elementwise check then rules out)."""
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())

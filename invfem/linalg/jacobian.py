@@ -18,6 +18,8 @@ import weakref
 
 import torch
 
+from invfem.linalg.backends import all_finite
+
 #: ``id(left) -> (weak reference to left, left^T)`` for the sparse factors seen (a residual-
 #: minimisation L is one constant tensor for the whole fit: transposed once, not per iteration)
 _TRANSPOSES: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
@@ -72,8 +74,7 @@ class JacobianOperator:
 
     def is_finite(self) -> bool:
         """Whether both factors are finite (one reduction each, the exact check only on doubt)."""
-        return all(bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-                   for t in (self.right, self.left.values()))
+        return all_finite(self.right) and all_finite(self.left.values())
 
     def dense(self) -> torch.Tensor:
         """The ``(m, P)`` matrix."""

@@ -27,6 +27,15 @@ def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size
         return torch.sparse_csr_tensor(crow, col, values, size, check_invariants=False)
 
 
+def csr_structure(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, n_cols: int):
+    """``(crow, col, order)`` of the CSR matrix with entries at ``(rows, cols)`` (no repeats):
+    its values are ``values[order]`` for values given in the entries' order."""
+    order = torch.argsort(rows * n_cols + cols)
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n_rows), 0)
+    return crow, cols[order].contiguous(), order
+
+
 @dataclass(frozen=True, eq=False)
 class SparsityPattern:
     """Row/column structure of an ``n x n`` sparse matrix in CSR order.

@@ -31,7 +31,7 @@ from invfem.optim.lsq_steps import LSMR_DEFAULTS, MODELS, strictly_feasible
 from invfem.optim.oracle import CountedOracle
 from invfem.optim.options import _count, _positive, _tolerance
 from invfem.optim.result import OptimizeResult
-from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, trust_region
+from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, all_finite, trust_region
 from invfem.runtime import reuse_freed_memory
 
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
@@ -223,7 +223,7 @@ class ResidualOracle(CountedOracle):
             raise ShapeError(f"jac returned shape {tuple(j.shape)}, expected {(r.shape[0], self.n)} (residuals, variables)")
         j = j.detach() if j.dtype == torch.float64 else j.detach().to(torch.float64)
         r_host, j_host = r.cpu().numpy(), j.cpu().numpy()
-        if not (math.isfinite(float(j_host.sum())) or np.all(np.isfinite(j_host))):
+        if not all_finite(j_host):
             raise NonFiniteError("the Jacobian contains NaN or inf at an accepted iterate")
         if self.loss != "linear":
             z = (r_host / self.f_scale) ** 2

@@ -51,8 +51,6 @@ STATUS_MESSAGES = {
         "the loss is not defined around x",
     14: "the model proposes no step (zero or singular curvature) with the gradient above gtol",
 }
-#: statuses that say the run stalled, not converged (``minimize``'s success excludes them)
-STATUS_STALLED = (13, 14)
 
 STATUS_ROUNDOFF = 8
 #: the model's predicted change is at f's round-off below this multiple of eps |f|
@@ -101,7 +99,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         start, k0 = time.perf_counter(), 0
         x = np.array(x0, dtype=np.float64)
         f, g = oracle.value_and_grad(x)
-        if not math.isfinite(f) or not _finite(g):
+        if not math.isfinite(f) or not all_finite(g):
             raise NonFiniteError(f"fun or its gradient is not finite at x0 (f = {f})")
         model = build_model(x, g, None)
         radius = settings.initial_radius
@@ -176,7 +174,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
             f, g = oracle.value_and_grad(x)
             if hasattr(model, "observe"):
                 model.observe(rho, step, f_before, f)
-            if not _finite(g):
+            if not all_finite(g):
                 raise NonFiniteError(f"the gradient is not finite at iteration {k} (f = {f})")
             model = build_model(x, g, model)
         entry = history_entry(k, f, model.optimality, oracle, start, radius=used, rho=rho,
@@ -210,7 +208,7 @@ def _roundoff_status(trials: int, invalid: int, step, model, f: float) -> int:
     return STATUS_ROUNDOFF
 
 
-def _finite(v: np.ndarray) -> bool:
+def all_finite(v: np.ndarray) -> bool:
     """Whether every entry is finite: one sum (finite sums have finite terms), the exact test
     only when the sum is not (an overflow of finite terms)."""
     return math.isfinite(float(v.sum())) or bool(np.all(np.isfinite(v)))
@@ -230,7 +228,7 @@ def _roundoff_step(oracle, x, f, step, model, build_model):
         return None
     x_new = x + step.p if step.x_new is None else step.x_new
     f_new, g_new = oracle.trial_value_and_grad(x_new)
-    if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not _finite(g_new):
+    if g_new is None or not math.isfinite(f_new) or f_new > f + ROUNDOFF * abs(f) or not all_finite(g_new):
         return None
     new_model = build_model(x_new, g_new, model)
     if not new_model.optimality < model.optimality:
