@@ -44,8 +44,15 @@ def main(argv=None, exit_at_once: bool = False) -> int:
     try:
         if args.command == "run":
             from invfem.experiment import load_config, run_experiment
+            from invfem.experiment.run import run_failures
 
-            run_experiment(load_config(args.config, output=args.output, seeds=args.seeds), progress=not args.quiet)
+            results = run_experiment(load_config(args.config, output=args.output, seeds=args.seeds),
+                                     progress=not args.quiet)
+            failures = run_failures(results)
+            if failures:
+                print("invfem: " + "\ninvfem: ".join(failures) + "\ninvfem: everything else is written (results.json "
+                      "says what failed)", file=sys.stderr)
+                return 1
         elif args.command == "compare":
             from invfem.experiment import compare, load_studies
             from invfem.experiment.study import select_methods

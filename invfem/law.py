@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from invfem.errors import ConfigError, ShapeError
+from invfem.files import save_torch
 from invfem.nn import MLP
 
 FORMAT = "invfem-kappa/1"
@@ -59,14 +60,11 @@ def save_kappa(path, mlp: MLP, theta: torch.Tensor, coefficient_input: str, **me
     if mlp.widths[0] != (2 if coefficient_input == "x" else 1) or mlp.widths[-1] != 1:
         raise ShapeError(f"a kappa({coefficient_input}) network must map {2 if coefficient_input == 'x' else 1} "
                          f"input(s) to 1 output, got widths {mlp.widths}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "widths": list(mlp.widths), "activation": mlp.activation,
+    return save_torch(path, {"format": FORMAT, "widths": list(mlp.widths), "activation": mlp.activation,
                 "positivity": mlp.positivity, "shift": float(mlp.shift), "omega": float(mlp.omega),
                 "output_bias": bool(mlp.output_bias),
                 "coefficient_input": coefficient_input,
-                "theta": theta.detach().cpu().to(torch.float64), "metadata": dict(metadata)}, path)
-    return path
+                "theta": theta.detach().cpu().to(torch.float64), "metadata": dict(metadata)})
 
 
 def load_kappa(path, device=None) -> LearnedLaw:

@@ -277,3 +277,210 @@ def test_item4_a_checkpoint_of_the_same_settings_that_cannot_be_resumed_is_set_a
     redone = compare(study, quiet=True)[0]
     assert redone.get("finished") and not redone.get("failed"), redone.get("error")
     assert any("set aside" in n for n in redone["notes"]) and (run / "checkpoint.pt.unusable").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# items 2 and 3: invfem run keeps every finished seed, writes atomically, checks the config first
+# ---------------------------------------------------------------------------------------
+
+RUN = """
+problem: poisson_fem
+problem_options: {{n: 3{problem_extra}}}
+method: trust-exact
+options: {{maxiter: 3}}
+seeds: {seeds}
+output: {output}
+{top}
+"""
+
+
+def _run_config(tmp_path, seeds="[0]", problem_extra="", top="", name="run"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(RUN.format(output=tmp_path / "out", seeds=seeds, problem_extra=problem_extra, top=top))
+    return path
+
+
+def test_item2_a_failing_seed_is_recorded_and_the_others_are_kept(tmp_path, capsys):
+    import json
+
+    from invfem.cli import main
+
+    assert main(["run", str(_run_config(tmp_path, seeds="[0, 3, 1]")), "--quiet"]) == 1   # seed 3: kappa <= 0 at theta0
+    err = capsys.readouterr().err
+    assert "seed 3 failed in its setup: NonPositiveCoefficientError" in err
+    out = tmp_path / "out"
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 3, 1]
+    assert runs[1]["failed"] and "NonPositiveCoefficientError" in runs[1]["error"]
+    assert runs[0]["nit"] == 3 and runs[2]["nit"] == 3
+    for name in ("theta_seed0.pt", "theta_seed1.pt", "kappa_seed0.pt", "fields_seed1.vtu", "loss.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "theta_seed3.pt").exists()
+
+
+def test_item2_a_failure_after_training_keeps_the_trained_result(tmp_path, monkeypatch, capsys):
+    import json
+
+    import torch
+
+    import invfem.experiment.outputs as outputs
+    from invfem.cli import main
+
+    def broken(*args, **kwargs):
+        raise ValueError("the VTU writer failed")
+
+    monkeypatch.setattr(outputs, "write_vtu", broken)
+    assert main(["run", str(_run_config(tmp_path, seeds="[0, 1]")), "--quiet"]) == 1
+    assert "seed 0: fields_seed0.vtu failed: ValueError: the VTU writer failed" in capsys.readouterr().err
+    out = tmp_path / "out"
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["nit"] for r in runs] == [3, 3]
+    assert runs[0]["failures"] == {"fields_seed0.vtu": "ValueError: the VTU writer failed"}
+    assert "hessian_end" in runs[0] and "kappa_error" in runs[0]
+    assert torch.load(out / "theta_seed1.pt").shape[0] > 0
+    for name in ("kappa_seed0.pt", "kappa_seed0.png", "loss.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "fields_seed0.vtu").exists()
+
+
+def test_item2_laplace_without_a_prior_is_refused_before_training(tmp_path, capsys):
+    from invfem.cli import main
+
+    config = _run_config(tmp_path, top="laplace_samples: 20")
+    assert main(["run", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invfem: error: laplace_samples: 20 needs a prior") and "regularization" in err
+    assert not (tmp_path / "out" / "theta_seed0.pt").exists()                  # no training was spent
+    prior = tmp_path / "prior.yaml"
+    prior.write_text("problem: poisson\nproblem_options: {mesh: {unit_square: {n: 3}}, network: {widths: [3]}, "
+                     "regularization: 1.0e-4, observations: {synthetic: {kappa_true: '1 + x', at: nodes}}}\n"
+                     f"options: {{maxiter: 5}}\nlaplace_samples: 20\noutput: {tmp_path / 'prior'}\n")
+    assert main(["run", str(prior), "--quiet"]) == 0
+
+
+def test_item13_run_into_an_unwritable_folder_is_one_line_before_any_work(tmp_path, capsys):
+    from invfem.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    config = _run_config(tmp_path)
+    assert main(["run", str(config), "--output", str(blocker / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invfem: error: output folder") and "not writable" in err and err.count("\n") == 1
+
+
+def test_item13_nan_theta0_with_the_start_hessian_is_a_named_failure(tmp_path, capsys):
+    import json
+
+    from invfem.cli import main
+
+    problem = tmp_path / "nan_problem.py"
+    problem.write_text("import dataclasses, torch\nfrom invfem.problems import poisson_fem\n"
+                       "def make_problem(seed=0):\n    p = poisson_fem.make_problem(seed=seed, n=3, widths=[2, 4, 1])\n"
+                       "    return dataclasses.replace(p, theta0=torch.full_like(p.theta0, float('nan')))\n")
+    config = tmp_path / "nan.yaml"
+    config.write_text(f"problem: {problem}\nmethod: trust-exact\noptions: {{maxiter: 2}}\nhessian_at_start: true\n"
+                      f"output: {tmp_path / 'out'}\n")
+    assert main(["run", str(config), "--quiet"]) == 1
+    assert "theta0 of poisson_fem (seed 0) holds NaN or inf" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]["failed"]
+
+
+def _readable(path):
+    """Every kind of file invfem writes, read back (raises where it is unreadable)."""
+    import json
+
+    import meshio
+    import torch
+    from PIL import Image
+
+    if path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.suffix == ".pt":
+        torch.load(path, weights_only=True)
+    elif path.suffix in (".vtu", ".xdmf"):
+        if path.suffix == ".vtu":
+            meshio.read(path)
+        else:
+            import xml.etree.ElementTree as ET
+            ET.parse(path)
+    elif path.suffix == ".png":
+        Image.open(path).verify()
+    elif path.suffix in (".csv", ".md"):
+        path.read_text()
+    return path.read_bytes()
+
+
+def _disk_fills_after(monkeypatch, n_writes):
+    """The n-th atomic write on (0-based) fails with ENOSPC halfway through its data."""
+    import errno
+
+    import invfem.files as files
+
+    real = files.atomic_path
+    count = {"n": 0}
+    import contextlib
+
+    @contextlib.contextmanager
+    def filling(path):
+        with real(path) as tmp:
+            yield tmp
+            count["n"] += 1
+            if count["n"] > n_writes:
+                size = tmp.stat().st_size
+                with open(tmp, "r+b") as f:
+                    f.truncate(size // 2)
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "atomic_path", filling)
+    return count
+
+
+@pytest.mark.parametrize("n_writes", [0, 3, 7])
+def test_item3_a_full_disk_during_invfem_run_leaves_every_earlier_file_readable(tmp_path, monkeypatch, n_writes):
+    from invfem.cli import main
+
+    config = _run_config(tmp_path, seeds="[0, 1]")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--quiet"]) == 0
+    before = {p.name: _readable(p) for p in out.iterdir()}
+    assert {"theta_seed0.pt", "kappa_seed1.pt", "fields_seed0.vtu", "results.json", "loss.png"} <= set(before)
+    with monkeypatch.context() as patch:
+        _disk_fills_after(patch, n_writes)
+        try:
+            code = main(["run", str(config), "--quiet"])
+        except OSError:
+            code = None
+        assert code != 0
+    after = {p.name: _readable(p) for p in out.iterdir()}                     # nothing half-written
+    assert set(before) <= set(after) and not [p for p in after if p.endswith(".tmp") or ".tmp." in p]
+    assert main(["run", str(config), "--quiet"]) == 0                          # the rerun completes
+    assert {p.name for p in out.iterdir()} == set(before)
+
+
+def test_item3_a_full_disk_during_a_study_and_its_report(tmp_path, monkeypatch):
+    from invfem.experiment import write_report
+
+    path = tmp_path / "disk.yaml"
+    path.write_text(STUDY.format(output=tmp_path / "out", extra="", top="").replace("seeds: [0]", "seeds: [0, 1]"))
+    study = load_study(path)
+    out = tmp_path / "out"
+    first = compare(study, quiet=True)
+    files = lambda: {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+    before = {name: _readable(p) for name, p in files().items()}
+    assert {"summary.csv", "summary.md", "study.json"} <= set(before)
+    for n_writes in (0, 2):
+        with monkeypatch.context() as patch:
+            _disk_fills_after(patch, n_writes)
+            with pytest.raises(OSError):
+                write_report(out, log=lambda m: None)
+        assert {name: _readable(p) for name, p in files().items()} == before   # the old report, whole
+    (out / "runs" / "adam-seed1" / "record.json").unlink()                      # a run to redo
+    with monkeypatch.context() as patch:
+        _disk_fills_after(patch, 1)
+        with pytest.raises(OSError):
+            compare(study, quiet=True)
+    for name, p in files().items():
+        _readable(p)
+    again = compare(study, quiet=True)                                          # the rerun completes
+    assert [r["loss"] for r in again] == [r["loss"] for r in first]

@@ -15,11 +15,16 @@ import numpy as np
 import torch
 
 from invfem.derivatives import symmetry_error
+from invfem.errors import NonFiniteError
 
 
 def spectrum(h: torch.Tensor, eps: float = 1e-6) -> dict:
     """Eigenvalues (ascending) of the symmetric part of ``h`` and the counts of those above
-    ``eps |lambda|_max`` (positive), below ``-eps |lambda|_max`` (negative) and in between (zero)."""
+    ``eps |lambda|_max`` (positive), below ``-eps |lambda|_max`` (negative) and in between (zero).
+    NonFiniteError for a Hessian that holds NaN or inf (it has no spectrum)."""
+    if not bool(torch.isfinite(h).all()):
+        raise NonFiniteError(f"the Hessian ({h.shape[0]}x{h.shape[0]}) holds {int((~torch.isfinite(h)).sum())} "
+                             "NaN or inf entries: no spectrum")
     eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()
     cut = eps * np.abs(eig).max() if eig.size else 0.0
     n_pos, n_neg = int((eig > cut).sum()), int((eig < -cut).sum())

@@ -29,6 +29,7 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
+from invfem.files import check_writable
 from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir,
                                       save_torch, write_json)
 from invfem.experiment.study import StudyConfig, study_from_dict
@@ -327,16 +328,6 @@ def kappa_values(problem, theta: torch.Tensor) -> dict | None:
 # the study
 # ---------------------------------------------------------------------------------------
 
-def _check_writable(output: Path) -> None:
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        probe = output / ".invfem-write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"output folder {output} is not writable ({exc.strerror or exc})") from None
-
-
 def compare(study: StudyConfig, workers: int | None = None, scheduler: str | None = None, executor: str | None = None,
             quiet: bool = False, log=print) -> list[dict]:
     """Run every (method, seed) of ``study`` that is not finished yet; then write the report.
@@ -349,7 +340,7 @@ def compare(study: StudyConfig, workers: int | None = None, scheduler: str | Non
     a message naming the holder.
     """
     output = Path(study.output)
-    _check_writable(output)
+    check_writable(output)
     with folder_lock(output, "invfem compare", log=log):
         return _compare(study, output, workers, scheduler, executor, quiet, log)
 

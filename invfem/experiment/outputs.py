@@ -20,35 +20,59 @@ import numpy as np
 import torch
 
 from invfem.fem.export import write_points, write_time_series, write_vtu
+from invfem.files import save_figure
 from invfem.law import save_kappa
 from invfem.nn import MLP
 
 
-def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=None) -> list[Path]:
-    """Write the files above that apply to ``problem``; returns their paths."""
+def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=None,
+                  failures: dict | None = None) -> list[Path]:
+    """Write the files above that apply to ``problem`` (each atomically); returns their paths.
+
+    ``failures``: a dict that receives ``file name -> "Error: message"`` for each file that could
+    not be written, the others being written all the same; without it the first failure raises."""
     written = []
+
+    def attempt(name: str, write):
+        try:
+            result = write()
+        except Exception as exc:  # a writer or the field evaluation: keep the other files, say which failed
+            if failures is None:
+                raise
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        if isinstance(result, Path):
+            written.append(result)
+        return result
+
     kind = problem.info.get("kappa_input", "x")
     if isinstance(problem.kappa, MLP) and problem.kappa.widths[-1] == 1:
-        written.append(save_kappa(out / f"kappa_seed{seed}.pt", problem.kappa, theta, kind, problem=problem.name,
-                                  seed=seed))
+        attempt(f"kappa_seed{seed}.pt", lambda: save_kappa(out / f"kappa_seed{seed}.pt", problem.kappa, theta, kind,
+                                                          problem=problem.name, seed=seed))
     space = problem.info.get("space")
     if problem.fields is None or space is None:
         return written
-    fields = problem.fields(theta)
-    nodal = _nodal_kappa_fields(problem, theta, fields, kind, laplace)
+    fields = attempt("fields", lambda: problem.fields(theta))
+    if fields is None:
+        return written
+    nodal = attempt("nodal kappa fields", lambda: _nodal_kappa_fields(problem, theta, fields, kind, laplace)) or {}
     points = fields.pop("_points", None)
     fields.pop("kappa", None)
     if "times" in fields:
         times = fields.pop("times")
-        written.append(write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields, nodal))
-        written.append(write_vtu(out / f"fields_seed{seed}.vtu", space,
-                                 {**{f"{k}_final": v[-1] for k, v in fields.items()}, **nodal}))
+        attempt(f"states_seed{seed}.xdmf",
+                lambda: write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields, nodal))
+        attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space,
+                                                           {**{f"{k}_final": v[-1] for k, v in fields.items()},
+                                                            **nodal}))
     else:
-        written.append(write_vtu(out / f"fields_seed{seed}.vtu", space, {**fields, **nodal}))
+        attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space, {**fields, **nodal}))
     if points is not None:
         locations = points.pop("points")
-        written.append(write_points(out / f"observations_seed{seed}.vtu", locations, points))
-    written.append(plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state_of(fields), laplace))
+        attempt(f"observations_seed{seed}.vtu",
+                lambda: write_points(out / f"observations_seed{seed}.vtu", locations, points))
+    attempt(f"kappa_seed{seed}.png",
+            lambda: plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state_of(fields), laplace))
     return written
 
 
@@ -137,5 +161,4 @@ def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=N
         fig.subplots_adjust(left=0.02, right=0.97, bottom=0.03, top=0.9, wspace=0.12)
     if kind == "u":
         fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.96)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -1,8 +1,8 @@
 """Files of a study that must survive a crash: written atomically, read with their faults named.
 
-Every file goes to a temporary name in the same folder, is flushed to disk and then
-renamed over the target (``os.replace`` is atomic on POSIX and Windows), so a reader sees
-either the old file or the new one, never a half-written one.
+Every file is written by :mod:`invfem.files` (a temporary name in the same folder, fsync,
+rename), so a reader sees either the old file or the new one, never a half-written one; here:
+the folder of a run, the schema a record must satisfy, the folder lock, and reading back.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import contextlib
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from invfem.errors import FolderInUse, InvfemError
+from invfem.files import save_torch, umask, write_json  # noqa: F401  (re-exported: the study's writers)
 
 
 class CorruptRecord(InvfemError):
@@ -28,42 +27,6 @@ class CorruptRecord(InvfemError):
 def run_dir(output, label: str, seed: int) -> Path:
     """The folder of one run of a study: ``OUTPUT/runs/<label>-seed<k>`` (record, theta, checkpoint)."""
     return Path(output) / "runs" / f"{label}-seed{seed}"
-
-
-def _umask() -> int:
-    """The process's umask: from ``/proc/self/status`` where there is one (no window in which
-    another thread's files get a wrong mask), else by setting and restoring it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic(path: Path, write) -> Path:
-    """Write ``path`` through a temporary file in its folder, fsync, rename: a reader sees the old
-    file or the new one, never a part. The file gets the mode ``open`` would give it
-    (0666 less the umask; ``mkstemp`` alone makes it 0600, unreadable to collaborators)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 #: what a study record must hold, and of which type (a record that parses but lacks one is redone)
@@ -116,7 +79,7 @@ def folder_lock(folder, what: str = "invfem compare", log=print):
     mine = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     for _ in range(3):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_umask())
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask())
         except FileExistsError:
             holder = _lock_holder(path)
             if holder is None or _gone(holder):
@@ -171,19 +134,6 @@ def _describe(holder: dict | None) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')}, since {holder.get('since')}"
 
 
-def write_json(path, obj) -> Path:
-    """``obj`` as JSON at ``path``, atomically."""
-    data = json.dumps(obj, indent=1, default=_plain).encode()
-    return _atomic(path, lambda f: f.write(data))
-
-
-def save_torch(path, obj) -> Path:
-    """``torch.save(obj)`` at ``path``, atomically (numpy arrays stored as tensors, so that
-    :func:`load_torch` can read it back with ``weights_only=True``)."""
-    obj = _tensors(obj)
-    return _atomic(path, lambda f: torch.save(obj, f))
-
-
 def read_json(path) -> dict:
     """A JSON record; CorruptRecord naming the file when it is truncated or not JSON."""
     path = Path(path)
@@ -203,22 +153,3 @@ def load_torch(path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, ...: name the file, rerun the run
         raise CorruptRecord(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def _tensors(obj):
-    if isinstance(obj, dict):
-        return {k: _tensors(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_tensors(v) for v in obj)
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _plain(value):
-    """JSON for numpy/torch scalars and arrays."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")

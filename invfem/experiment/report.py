@@ -17,11 +17,13 @@ per method, the median [min, max] over seeds of each, and the figures:
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from invfem.errors import ConfigError
+from invfem.files import save_figure, write_text
 from invfem.experiment.records import CorruptRecord, read_json, record_problem, run_dir
 
 COLUMNS = ["method", "seed", "loss", "gnorm", "nit", "status", "wall_time", "kappa_error", "n_positive", "n_negative",
@@ -83,14 +85,15 @@ def write_report(output, log=print) -> Path:
     output = Path(output)
     study, records = load_records(output, log)
     table = rows(study, records)
-    with open(output / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in table:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in table:
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+    write_text(output / "summary.csv", buffer.getvalue())
     finished = [r for r in records if not r.get("failed")]
     figures = _figures(output, study, finished) if finished else []
-    (output / "summary.md").write_text(_markdown(study, table, figures))
+    write_text(output / "summary.md", _markdown(study, table, figures))
     log(f"report written to {output}/ (summary.csv, summary.md, {len(figures)} figures)")
     return output / "summary.md"
 
@@ -155,7 +158,7 @@ def _colors(study):
 
 def _save(fig, output: Path, name: str, names: list) -> None:
     fig.tight_layout()
-    fig.savefig(output / name, dpi=110)
+    save_figure(fig, output / name, dpi=110)
     names.append(name)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import pkgutil
 import threading
 import time
@@ -15,10 +14,11 @@ from pathlib import Path
 import torch
 
 from invfem.derivatives import value_and_grad
-from invfem.errors import ConfigError
+from invfem.errors import ConfigError, NonFiniteError
 from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
+from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
 from invfem.structured import hessian_path
@@ -122,31 +122,81 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     (see :mod:`invfem.experiment.outputs`). ``progress``: a bar of the iterations (loss and |g|
     in its postfix) on stderr. Each run's record holds the wall time of its phases (``timings``, s):
     ``setup`` (problem, loss and gradient at theta0), ``hessian0``, ``training``, ``after`` (Hessian at the
-    result, kappa's error, Laplace, files); ``results["timings"]["loss_plot"]`` the loss figure's."""
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    result, kappa's error, Laplace, files); ``results["timings"]["loss_plot"]`` the loss figure's.
+
+    Nothing finished is lost: every file is written atomically (:mod:`invfem.files`), and
+    ``results.json`` after each seed. A seed that fails (its problem, theta0, the training) is
+    recorded as ``{"seed", "failed": true, "phase", "error"}`` and the next seed runs; a failure
+    after the training (the Hessian at the result, Laplace, a file) keeps the trained result and
+    is named in the run's ``failures`` (phase or file -> error), as is a failed ``loss.png`` in
+    ``results["failures"]``. Problems of the configuration itself (an output folder that cannot be
+    written, Laplace bands without a prior) stop the command before any training."""
+    out = check_writable(config.output)
     # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
     plotting = threading.Thread(target=_import_plotting, daemon=True)
     plotting.start()
     runs = []
+    results = {"config": asdict(config), "runs": runs}
     for seed in config.seeds:
-        clock = _Clock()
+        runs.append(_run_seed(config, seed, out, log, progress))
+        write_json(out / "results.json", results)        # after every seed: nothing lost if a later one dies
+    clock = _Clock()
+    plotting.join()
+    trained = [r for r in runs if not r.get("failed")]
+    try:
+        if trained:
+            _plot_losses(trained, out / "loss.png", config)
+    except Exception as exc:  # the figure only: the results are written
+        results["failures"] = {"loss.png": f"{type(exc).__name__}: {exc}"}
+        log(f"loss.png could not be written ({results['failures']['loss.png']})")
+    clock.lap("loss_plot")
+    results["timings"] = clock.laps
+    write_json(out / "results.json", results)
+    failed = [r["seed"] for r in runs if r.get("failed")]
+    log(f"results written to {out}/" + (f" ({len(failed)} of {len(runs)} seeds failed: {failed})" if failed else ""))
+    return results
+
+
+def run_failures(results: dict) -> list[str]:
+    """One line per seed that failed and per output that could not be written, from :func:`run_experiment`'s results."""
+    lines = [f"seed {r['seed']} failed in its {r.get('phase', 'run')}: {r['error']}" for r in results["runs"]
+             if r.get("failed")]
+    lines += [f"seed {r['seed']}: {what} failed: {error}" for r in results["runs"] if not r.get("failed")
+              for what, error in r.get("failures", {}).items()]
+    lines += [f"{what} failed: {error}" for what, error in results.get("failures", {}).items()]
+    return lines
+
+
+def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: bool) -> dict:
+    """One seed: its record, or ``{"seed", "failed", "phase", "error"}`` where it could not be trained.
+    A :class:`ConfigError` of the configuration itself (the first seed's checks) propagates."""
+    clock = _Clock()
+    record = {"seed": seed}
+    phase = "setup"
+    try:
         device = {} if config.device is None else {"device": config.device}
         problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
+        _check_before_training(config, problem)
+        if not bool(torch.isfinite(problem.theta0).all()):
+            raise NonFiniteError(f"theta0 of {problem.name} (seed {seed}) holds NaN or inf")
         f0, g0 = value_and_grad(problem.loss, problem.theta0)
-        record = {"seed": seed, "loss0": float(f0), "gnorm0": float(torch.linalg.norm(g0))}
+        if not (bool(torch.isfinite(f0)) and bool(torch.isfinite(g0).all())):
+            raise NonFiniteError(f"the loss or its gradient at theta0 is not finite (loss {float(f0)})")
+        record.update({"loss0": float(f0), "gnorm0": float(torch.linalg.norm(g0))})
         exact_hessian = hessian_path(problem, chunk_size=config.hessian_chunk)
         record["hessian_kind"] = exact_hessian.kind
         clock.lap("setup")
         log(f"[seed {seed}] {problem.name}: {problem.n_params} parameters, loss0 = {float(f0):.6e}, "
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
+            phase = "Hessian at theta0"
             summary = hessian_summary(exact_hessian.function(problem.theta0))
             record["hessian0"] = summary
             log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
                 f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
             clock.lap("hessian0")
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
+        phase = "training"
         dense = METHODS[config.method].derivatives == "hessian"
         bar = _IterationBar(METHODS[config.method].options, config, seed) if progress else None
         try:
@@ -157,25 +207,44 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
             if bar is not None:
                 bar.close()
         clock.lap("training")
-        log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
-            f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
-        record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
-                       "message": result.message, "history": result.history})
-        torch.save(result.x.cpu(), out / f"theta_seed{seed}.pt")
-        record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log))
-        clock.lap("after")
-        record["timings"] = clock.laps
-        runs.append(record)
-    results = {"config": asdict(config), "runs": runs}
-    (out / "results.json").write_text(json.dumps(results, indent=1))     # before the figure: nothing lost if it fails
-    clock = _Clock()
-    plotting.join()
-    _plot_losses(runs, out / "loss.png", config)
-    clock.lap("loss_plot")
-    results["timings"] = clock.laps
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    log(f"results written to {out}/")
-    return results
+    except ConfigError as exc:
+        if phase == "setup" and seed == config.seeds[0]:
+            raise                                  # the configuration itself: stop before any training
+        return _failed(record, phase, exc, log)
+    except Exception as exc:  # this seed only (kappa <= 0 at theta0, a singular matrix, ...): the others go on
+        return _failed(record, phase, exc, log)
+    log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
+        f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
+    record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
+                   "message": result.message, "history": result.history})
+    failures = {}
+    try:
+        save_torch(out / f"theta_seed{seed}.pt", result.x.cpu())
+    except OSError as exc:
+        failures[f"theta_seed{seed}.pt"] = f"{type(exc).__name__}: {exc}"
+    record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log, failures))
+    if failures:
+        record["failures"] = failures
+        for what, error in failures.items():
+            log(f"[seed {seed}] {what} failed ({error}); the trained result is kept")
+    clock.lap("after")
+    record["timings"] = clock.laps
+    return record
+
+
+def _failed(record: dict, phase: str, exc: Exception, log) -> dict:
+    error = f"{type(exc).__name__}: {exc}"
+    log(f"[seed {record['seed']}] failed in its {phase}: {error}")
+    return {"seed": record["seed"], "failed": True, "phase": phase, "error": error}
+
+
+def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
+    """What the configuration asks of this problem that cannot work, found before any training."""
+    if config.laplace_samples and float(problem.info.get("regularization", 0.0) or 0.0) == 0.0:
+        raise ConfigError(f"laplace_samples: {config.laplace_samples} needs a prior, but {problem.name} has "
+                          "regularization 0 (the misfit Hessian of a network with more parameters than data is "
+                          "singular: no posterior); give it a prior (regularization > 0: problem_options.regularization of "
+                          "the config-built problems) or set laplace_samples: 0")
 
 
 class _Clock:
@@ -210,24 +279,36 @@ class _IterationBar:
 
 
 def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config: ExperimentConfig, seed: int,
-                    out: Path, log) -> dict:
-    """The exact Hessian's spectrum at the result, the error of kappa, Laplace bands, and the files."""
+                    out: Path, log, failures: dict) -> dict:
+    """The exact Hessian's spectrum at the result, the error of kappa, Laplace bands, and the files.
+    Each phase that fails is named in ``failures`` (phase -> error) and the others still run."""
     record = {}
+
+    def attempt(phase: str, work):
+        try:
+            return work()
+        except Exception as exc:  # after the training: keep what was trained, say what failed
+            failures[phase] = f"{type(exc).__name__}: {exc}"
+            return None
+
     h = None
     if config.hessian_at_end or config.laplace_samples:
-        h = exact_hessian.function(theta)
-    if config.hessian_at_end:
-        summary = hessian_summary(h)
-        record["hessian_end"] = summary
-        log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
-            f"{summary['n_positive']} positive / {summary['n_negative']} negative")
-    error = kappa_error(problem, theta)
+        h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
+    if config.hessian_at_end and h is not None:
+        summary = attempt("Hessian at the result", lambda: hessian_summary(h))
+        if summary is not None:
+            record["hessian_end"] = summary
+            log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, "
+                f"{summary['lambda_max']:.3e}], {summary['n_positive']} positive / {summary['n_negative']} negative")
+    error = attempt("kappa error", lambda: kappa_error(problem, theta))
     if error is not None:
         record["kappa_error"] = error
         log(f"[seed {seed}] relative L2 error of kappa: {error:.3e}")
     posterior = None
-    if config.laplace_samples:
-        posterior = laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h)
+    if config.laplace_samples and h is not None:
+        posterior = attempt("Laplace", lambda: laplace(problem, theta, n_samples=config.laplace_samples, seed=seed,
+                                                       hessian=h))
+    if posterior is not None:
         true = None
         if problem.kappa_true is not None:
             inputs = posterior.points[:, None] if posterior.points.ndim == 1 else posterior.points
@@ -240,7 +321,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
         log(f"[seed {seed}] Laplace (alpha = {posterior.alpha:g}{clipped}): mean width of the 95% band of kappa "
             f"{summary['band_width_linearized_mean']:.3e} linearized{covered('linearized')}; "
             f"{summary['band_width_mean']:.3e} from {config.laplace_samples} samples{covered('samples')}")
-    files = write_outputs(problem, theta, out, seed, posterior)
+    files = write_outputs(problem, theta, out, seed, posterior, failures=failures)
     record["files"] = [p.name for p in files]
     return record
 
@@ -265,4 +346,4 @@ def _plot_losses(runs, path: Path, config: ExperimentConfig) -> None:
     ax.set_title(config.problem)
     ax.legend()
     fig.subplots_adjust(left=0.16, right=0.97, bottom=0.14, top=0.91)   # fixed: no extra draw to measure
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)

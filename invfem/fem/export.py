@@ -20,6 +20,7 @@ import torch
 
 from invfem.errors import ShapeError
 from invfem.fem.space import FunctionSpace
+from invfem.files import atomic_path
 
 
 def _xyz(points: np.ndarray) -> np.ndarray:
@@ -38,7 +39,8 @@ def write_vtu(path, space: FunctionSpace, fields: dict) -> Path:
     path = Path(path)
     point_data = {name: _vertex_values(space, name, v) for name, v in fields.items()}
     mesh = meshio.Mesh(_xyz(space.mesh.p.T), [("triangle", space.mesh.t.T.astype(np.int64))], point_data=point_data)
-    mesh.write(path)
+    with atomic_path(path) as tmp:
+        mesh.write(tmp, file_format="vtu")
     return path
 
 
@@ -52,7 +54,8 @@ def write_points(path, points, fields: dict) -> Path:
         if v.shape != (points.shape[0],):
             raise ShapeError(f"point field {name!r} must have {points.shape[0]} values, got {v.shape}")
     cells = [("vertex", np.arange(points.shape[0], dtype=np.int64)[:, None])]
-    meshio.Mesh(_xyz(points), cells, point_data=data).write(path)
+    with atomic_path(path) as tmp:
+        meshio.Mesh(_xyz(points), cells, point_data=data).write(tmp, file_format="vtu")
     return path
 
 
@@ -66,7 +69,7 @@ def write_time_series(path, space: FunctionSpace, times, fields: dict, static: d
     for name, v in series.items():
         if v.shape[0] != times.size:
             raise ShapeError(f"field {name!r} has {v.shape[0]} states for {times.size} times")
-    with meshio.xdmf.TimeSeriesWriter(path, data_format="XML") as writer:
+    with atomic_path(path) as tmp, meshio.xdmf.TimeSeriesWriter(tmp, data_format="XML") as writer:
         writer.write_points_cells(_xyz(space.mesh.p.T), [("triangle", space.mesh.t.T.astype(np.int64))])
         for k, t in enumerate(times):
             writer.write_data(float(t), point_data={**{n: v[k] for n, v in series.items()}, **constant})
@@ -89,6 +92,7 @@ def write_gmsh(path, mesh) -> Path:
     cells.append(("triangle", mesh.t.T.astype(np.int64)))
     tags.append(np.full(mesh.t.shape[1], domain_tag))
     names["domain"] = np.array([domain_tag, 2])
-    meshio.write(path, meshio.Mesh(points, cells, cell_data={"gmsh:physical": tags, "gmsh:geometrical": tags},
-                                   field_data=names), file_format="gmsh22", binary=False)
+    with atomic_path(path) as tmp:
+        meshio.write(tmp, meshio.Mesh(points, cells, cell_data={"gmsh:physical": tags, "gmsh:geometrical": tags},
+                                      field_data=names), file_format="gmsh22", binary=False)
     return path
