@@ -484,3 +484,74 @@ def test_item3_a_full_disk_during_a_study_and_its_report(tmp_path, monkeypatch):
         _readable(p)
     again = compare(study, quiet=True)                                          # the rerun completes
     assert [r["loss"] for r in again] == [r["loss"] for r in first]
+
+
+# ---------------------------------------------------------------------------------------
+# item 12: a resumed run's bookkeeping is the uninterrupted run's
+# ---------------------------------------------------------------------------------------
+
+RESUMABLE = """
+problem: poisson_fem
+problem_options: {{n: 3, widths: [2, 6, 1]}}
+seeds: [0]
+maxiter: 16
+diagnostics_every: 4
+checkpoint_every: 4
+threads_per_run: 1
+methods:
+  - {{method: {method}}}
+output: {output}
+"""
+
+
+def _resumable(tmp_path, name, method, interrupt_at=None, monkeypatch=None):
+    import importlib
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(RESUMABLE.format(method=method, output=tmp_path / name))
+    study = load_study(path)
+    if interrupt_at is not None:
+        cmp = importlib.import_module("invfem.experiment.compare")
+        real = cmp._Tracker.__call__
+
+        def interrupted(self, state):
+            if state["iter"] == interrupt_at:
+                raise KeyboardInterrupt
+            return real(self, state)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(cmp._Tracker, "__call__", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                compare(study, quiet=True)
+    return compare(study, quiet=True)[0]
+
+
+@pytest.mark.parametrize("method", ["trust-exact", "newton-damped", "l-bfgs-b"])
+def test_item12_a_resumed_run_counts_and_diagnoses_as_the_uninterrupted_one(tmp_path, monkeypatch, method):
+    whole = _resumable(tmp_path, "whole", method)
+    resumed = _resumable(tmp_path, "resumed", method, interrupt_at=9, monkeypatch=monkeypatch)
+    assert resumed["resumed"] and resumed["resumed"][0]["iteration"] == 8
+    points = lambda r: [p["iter"] for p in r["diagnostics"]["points"]]
+    assert points(resumed) == points(whole) == [0, 4, 8, 12, 16]      # l-bfgs-b lost 8 (its checkpoint iteration)
+    if resumed["resumed"][0]["exact"]:
+        for key in ("nit", "nfev", "njev", "nhev"):                   # trust-exact counted one more Hessian per resume
+            assert resumed[key] == whole[key], key
+
+
+def test_item12_scipy_methods_count_each_gradient_once():
+    """njev is the number of points the loss was evaluated at: scipy asks again for x0 and for its
+    final x, which invfem already has (njev was off by one or two)."""
+    import torch
+
+    from invfem.optim import minimize
+
+    points = []
+
+    def loss(x):
+        points.append(tuple(x.detach().tolist()))
+        return ((x - torch.arange(4.0)) ** 2 * torch.arange(1.0, 5.0)).sum() + (x ** 4).sum()
+
+    for method in ("l-bfgs-b", "scipy-bfgs"):
+        points.clear()
+        result = minimize(loss, torch.zeros(4, dtype=torch.float64), method=method, options={"maxiter": 30})
+        assert result.njev == len(points) == len(set(points)), method

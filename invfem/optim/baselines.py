@@ -82,6 +82,8 @@ def scipy_method(name):
         last = {}
 
         def fg(xn):
+            if last and np.array_equal(xn, last["x"]):     # scipy re-asks for x0 and the final x: not a new evaluation
+                return last["f"], last["g"].copy()
             try:
                 f, g = oracle.value_and_grad(xn)
             except InvalidTrialPoint:
@@ -110,11 +112,14 @@ def scipy_method(name):
             f, g = (last["f"], last["g"]) if np.array_equal(last["x"], xk) else fg(xk)
             history.append(_entry(len(history), f, g, oracle, start, step_norm=float(np.linalg.norm(xk - prev[0]))))
             prev[0] = xk.copy()
+            # the callback first (as the other runners do): the checkpoint of iteration k then holds what the
+            # callback recorded at k (a study's diagnostics point), which a resume from k does not redo
+            stop = callback is not None and callback({**history[-1], "x": oracle.tensor(xk.copy())})
+            if stop:
+                raise StopIteration
             if checkpoint is not None:
                 checkpoint.maybe(len(history) - 1, lambda: common_state("scipy", len(history) - 1, xk, f, g, history,
                                                                         oracle, start, exact=False))
-            if callback is not None and callback({**history[-1], "x": oracle.tensor(xk.copy())}):
-                raise StopIteration
 
         if done >= options.maxiter:
             return prev[0], f0, g0, 1, history

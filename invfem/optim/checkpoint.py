@@ -64,7 +64,23 @@ def restore_common(oracle, state: dict, runner: str):
     oracle.nfev, oracle.njev, oracle.nhev, oracle.ninvalid = (int(c) for c in state["counters"])
     start = time.perf_counter() - float(state["elapsed"])
     return (start, [dict(h) for h in state["history"]], int(state["iteration"]),
-            np.array(state["x"], dtype=np.float64), float(state["f"]), np.array(state["g"], dtype=np.float64))
+            _array(state["x"]), float(state["f"]), _array(state["g"]))
+
+
+def _array(value) -> np.ndarray:
+    """A float64 copy of a saved vector (a tensor once the state went through ``torch.save``)."""
+    value = value.numpy() if hasattr(value, "numpy") else value
+    return np.array(value, dtype=np.float64)
+
+
+def replayed(oracle, state: dict, rebuild):
+    """``rebuild()`` (e.g. the Hessian at the resumed point, which the state does not hold), with
+    the oracle's counters left at the state's: the uninterrupted run did that work once, before the
+    checkpoint, and a resumed run's nfev/njev/nhev must match it."""
+    try:
+        return rebuild()
+    finally:
+        oracle.nfev, oracle.njev, oracle.nhev, oracle.ninvalid = (int(c) for c in state["counters"])
 
 
 def untimed(fn, oracle):

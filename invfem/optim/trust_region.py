@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from invfem.errors import NonFiniteError
-from invfem.optim.checkpoint import common_state, restore_common
+from invfem.optim.checkpoint import common_state, replayed, restore_common
 
 STATUS_MESSAGES = {
     0: "optimality measure below gtol",
@@ -106,7 +106,7 @@ def trust_region(oracle, x0: np.ndarray, build_model, settings: LoopSettings, ca
         history = [history_entry(0, f, model.optimality, oracle, start)]
     else:
         start, history, k0, x, f, g = restore_common(oracle, resume, "trust-region")
-        model = build_model(x, g, None)
+        model = replayed(oracle, resume, lambda: build_model(x, g, None))
         if hasattr(model, "restore"):
             model.restore(resume["model"])
         radius = float(resume["radius"])
