@@ -24,6 +24,7 @@ from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.stationary import LinearStateLoss
 from invfem.nn import MLP
 from invfem.problem import Problem
+from invfem.resources import check_memory, network_memory
 from invfem.structured import CoefficientLoss, PositiveCoefficient, RegularizedLoss, has_residual
 
 from . import _data
@@ -45,8 +46,12 @@ def space_and_dirichlet(opts) -> tuple[FunctionSpace, torch.Tensor | None]:
     return space, values[space.dirichlet_index]
 
 
-def network(opts, n_in: int) -> MLP:
-    return MLP([n_in, *opts.widths, 1], activation=opts.activation, positivity=opts.positivity, shift=opts.shift)
+def network(opts, n_in: int, n_points: int) -> MLP:
+    """The network kappa_theta, its memory at the ``n_points`` it is evaluated at checked first."""
+    widths = [n_in, *opts.widths, 1]
+    check_memory(f"network widths {widths} at {n_points} quadrature points", network_memory(widths, n_points),
+                 "fewer or narrower layers, or a coarser mesh")
+    return MLP(widths, activation=opts.activation, positivity=opts.positivity, shift=opts.shift)
 
 
 def _where(points: torch.Tensor):
@@ -80,7 +85,7 @@ def build_poisson(opts: PoissonOptions, seed: int = 0, name: str = "poisson") ->
     source = _data.field_function(opts.source)
     residual = opts.loss == "residual"
     by_state = opts.coefficient_input == "u"
-    mlp = network(opts.network, 1 if by_state else 2)
+    mlp = network(opts.network, 1 if by_state else 2, space.n_quad)
     points = space.quadrature_points
     info = {"space": space, "kappa_input": opts.coefficient_input, "loss": opts.loss}
     if by_state:
@@ -143,6 +148,8 @@ def _steady_fields(structure, space, mlp, theta, obs, by_state) -> dict:
 def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
     """u_t = div(kappa_theta(x) grad u) + f by the theta-scheme, FEM-coupled or residual loss."""
     space, u_d = space_and_dirichlet(opts)
+    check_memory(f"n_steps: {opts.n_steps} (states of {space.n_dofs} dofs)",
+                 4 * 8.0 * (opts.n_steps + 1) * space.n_dofs, "fewer steps or a coarser mesh")
     source = _data.field_function(opts.source, ("x", "y", "t"))
     stepper = HeatStepper(space, opts.dt, opts.n_steps, scheme=opts.scheme, f=source, backend=opts.backend,
                           u_dirichlet=u_d)
@@ -150,7 +157,7 @@ def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
     u0 = _data.field_function(opts.u0)(xy[:, 0], xy[:, 1]).to(torch.float64) + 0 * xy[:, 0]
     u0 = u0.index_fill(0, space.dirichlet_index, 0.0) if u_d is None else u0.index_copy(0, space.dirichlet_index, u_d)
     points = space.quadrature_points
-    mlp = network(opts.network, 2)
+    mlp = network(opts.network, 2, space.n_quad)
     residual = opts.loss == "residual"
     obs = _data.transient(opts, space, stepper, lambda kappa: stepper.trajectory(kappa(points), u0), residual)
     info = {"space": space, "kappa_input": "x", "loss": opts.loss, "stepper": stepper, "dt": opts.dt,

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.spatial
 import torch
 
-from invfem.errors import ConfigError, ShapeError
+from invfem.errors import ConfigError, InvfemError, ShapeError
 from invfem.expressions import compile_expression
 from invfem.fem.heat import check_snapshot_times
 from invfem.fem.observations import nodal_observation, point_observation, read_observations, transient_observation
@@ -41,6 +41,30 @@ def field_function(spec, variables=("x", "y")):
     if "t" in variables:
         return lambda x, y, t: f(x=x, y=y, t=torch.as_tensor(t, dtype=x.dtype, device=x.device) + 0 * x)
     return lambda x, y: f(x=x, y=y)
+
+
+def check_positive_law(kappa, inputs: torch.Tensor, kind: str) -> None:
+    """ConfigError where the synthetic law ``kappa_true`` is <= 0 (or not finite) at a quadrature
+    point (kind ``x``) or at a state value there (``u``): data of a PDE that is not elliptic."""
+    with torch.no_grad():
+        values = torch.as_tensor(kappa(inputs), dtype=torch.float64).reshape(-1)
+    bad = ~(values > 0)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0])
+        at = (f"x = ({float(inputs[i, 0]):.4g}, {float(inputs[i, 1]):.4g})" if kind == "x" else
+              f"u = {float(inputs[i, 0]):.4g}")
+        raise ConfigError(f"observations.synthetic.kappa_true is {float(values[i]):.4g} at {at} ({int(bad.sum())} of "
+                          f"{values.numel()} quadrature points <= 0 or not finite): a conductivity must be > 0 "
+                          "everywhere, or the PDE has no well-posed solution")
+
+
+def _solve_synthetic(solve, kappa_true):
+    """The true state of a synthetic data set; a solve that fails names kappa_true."""
+    try:
+        return solve(kappa_true)
+    except InvfemError as exc:
+        raise ConfigError(f"observations.synthetic: the state of kappa_true could not be computed "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def random_points(space, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,21 +110,23 @@ def _sigma(opts: SyntheticOptions):
     return opts.noise if opts.noise_kind == "gaussian" else None
 
 
-def nodal_field(space, points: np.ndarray, values: np.ndarray, source: str) -> torch.Tensor:
-    """A full nodal field from values given at every node (residual losses need one)."""
+def nodal_field(space, data) -> torch.Tensor:
+    """A full nodal field from the rows of ``data`` (:class:`~invfem.fem.observations.ObservationData`),
+    one at every node (residual losses need one)."""
+    points, values = data.points, data.values
     coords = space.dof_coordinates.cpu().numpy()
     scale = np.ptp(coords, axis=0).max()
     distance, index = scipy.spatial.cKDTree(coords).query(points)
     off = np.flatnonzero(distance > 1e-9 * scale)
     if off.size:
         x, y = points[off[0]]
-        raise ConfigError(f"{source}: row {off[0] + 1}: ({x:.6g}, {y:.6g}) is not a node of the mesh; a residual loss "
-                          "needs u at every node")
+        raise ConfigError(f"{data.where(off[0])}: ({float(x)!r}, {float(y)!r}) is not a node of the mesh; a residual "
+                          "loss needs u at every node")
     missing = np.setdiff1d(np.arange(space.n_dofs), index)
     if missing.size:
         x, y = coords[missing[0]]
-        raise ConfigError(f"{source}: no value at node ({x:.6g}, {y:.6g}) ({missing.size} nodes missing); a residual "
-                          "loss needs u at every node")
+        raise ConfigError(f"{data.source}: no value at node ({x:.6g}, {y:.6g}) ({missing.size} nodes "
+                          "missing); a residual loss needs u at every node")
     u = np.empty(space.n_dofs)
     u[index] = values
     return torch.as_tensor(u, device=space.device)
@@ -117,10 +143,16 @@ def steady(opts, space, solve_true, residual: bool, source_q: torch.Tensor) -> O
         sigma = data.sigma if data.sigma is not None else spec.sigma
         values = torch.as_tensor(data.values, device=space.device)
         if residual:
-            return Observed(None, u_full=nodal_field(space, data.points, data.values, data.source), source=source_q)
-        return Observed(_misfit(point_observation(space, data.points), values, sigma), points=data.points)
+            return Observed(None, u_full=nodal_field(space, data), source=source_q)
+        return Observed(_misfit(point_observation(space, data.points, where=data.where), values, sigma),
+                        points=data.points)
     rng = np.random.default_rng(spec.data_seed)
-    u_true = solve_true(kappa_function(spec.kappa_true, opts.coefficient_input))
+    kappa_true = kappa_function(spec.kappa_true, opts.coefficient_input)
+    if opts.coefficient_input == "x":
+        check_positive_law(kappa_true, space.quadrature_points, "x")
+    u_true = _solve_synthetic(solve_true, kappa_true)
+    if opts.coefficient_input == "u":
+        check_positive_law(kappa_true, space.interpolate(u_true)[:, None], "u")
     if residual:
         if spec.at != "nodes" or spec.observed != 1:
             raise ConfigError("observations.synthetic: a residual loss needs full fields (at: nodes, observed: 1)")
@@ -149,7 +181,7 @@ def transient(opts, space, stepper, trajectory_true, residual: bool) -> Observed
         if residual:
             raise ConfigError("loss: residual needs full-field snapshots at every step (synthetic at nodes, or arrays)")
         data = read_observations(spec.file, transient=True)
-        steps = _steps_of(data.times, dt, n_steps, data.source)
+        steps = _steps_of(data, dt, n_steps)
         observation, order = transient_observation(space, data, steps, n_dofs)
         sigma = data.sigma if data.sigma is not None else spec.sigma
         values = torch.as_tensor(data.values[order], device=space.device)
@@ -163,8 +195,10 @@ def transient(opts, space, stepper, trajectory_true, residual: bool) -> Observed
     else:
         steps = torch.arange(int(spec.times), n_steps + 1, int(spec.times))
     steps = steps.to(space.device)
+    kappa_true = kappa_function(spec.kappa_true, "x")
+    check_positive_law(kappa_true, space.quadrature_points, "x")
     with torch.no_grad():
-        states = trajectory_true(kappa_function(spec.kappa_true, "x"))[steps]
+        states = _solve_synthetic(trajectory_true, kappa_true)[steps]
     if spec.at == "nodes":
         if spec.observed != 1:
             raise ConfigError("observations.synthetic: heat observes all free nodes (observed: 1) or random points (at: n)")
@@ -178,14 +212,22 @@ def transient(opts, space, stepper, trajectory_true, residual: bool) -> Observed
     return Observed(_misfit(observation, _noise(values, spec, rng), _sigma(spec)), points=points, steps=steps)
 
 
-def _steps_of(times: np.ndarray, dt: float, n_steps: int, source: str) -> torch.Tensor:
-    """The time step of every row (times must lie on the grid k dt)."""
-    unique = np.unique(times)
-    try:
-        steps = check_snapshot_times(unique, dt, n_steps, every_step=False)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    return steps[np.searchsorted(unique, times)]
+def _steps_of(data, dt: float, n_steps: int) -> torch.Tensor:
+    """The time step of every row: its time must lie on the grid k dt, k = 0..n_steps (within
+    round-off: 0.30000000000000004 is step 3 of dt = 0.1, as 0.3 is); the first row that does not
+    is a ConfigError naming its line."""
+    times = np.asarray(data.times, dtype=np.float64)
+    k = np.round(times / dt)
+    off = np.abs(times - k * dt) > 1e-9 * max(dt, 1.0)
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise ConfigError(f"{data.where(row)}: t = {float(times[row])!r} is not on the step grid k*dt (dt = {dt})")
+    outside = (k < 0) | (k > n_steps)
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise ConfigError(f"{data.where(row)}: t = {float(times[row])!r} lies outside [0, {n_steps * dt!r}] "
+                          f"(n_steps = {n_steps}, dt = {dt})")
+    return torch.as_tensor(k.astype(np.int64))
 
 
 def _snapshot_misfit(steps, values, free, n_dofs, residual, sigma=None) -> Observed:

@@ -15,7 +15,8 @@ from pathlib import Path
 from invfem.errors import ConfigError
 from invfem.expressions import compile_expression
 from invfem.fem.meshes import BUILTIN
-from invfem.nn.mlp import ACTIVATIONS, POSITIVITY
+from invfem.resources import BYTES_PER_POINT, check_memory
+from invfem.nn.mlp import ACTIVATIONS, POSITIVITY, check_widths
 
 
 def _number(name, value, low=None, strict=False, integer=False):
@@ -87,8 +88,7 @@ class NetworkOptions:
     def __post_init__(self):
         if not isinstance(self.widths, (list, tuple)):
             raise ConfigError(f"widths must be a list of hidden layer widths, got {self.widths!r}")
-        object.__setattr__(self, "widths", tuple(_number(f"widths[{i}]", w, 1, integer=True)
-                                                for i, w in enumerate(self.widths)))
+        object.__setattr__(self, "widths", tuple(check_widths(self.widths)))
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("positivity", self.positivity, POSITIVITY)
         object.__setattr__(self, "shift", _number("shift", self.shift))
@@ -119,6 +119,7 @@ class SyntheticOptions:
             raise ConfigError("noise must be > 0 for noise_kind gaussian (it is the misfit's sigma)")
         if self.at != "nodes":
             _number("at", self.at, 1, integer=True)
+            check_memory(f"at: {self.at:.4g} synthetic points", float(self.at) * BYTES_PER_POINT)
         if not 0 < self.observed <= 1:
             raise ConfigError(f"observed must be a fraction in (0, 1], got {self.observed!r}")
         _number("source_noise", self.source_noise, 0)

@@ -555,3 +555,276 @@ def test_item12_scipy_methods_count_each_gradient_once():
         points.clear()
         result = minimize(loss, torch.zeros(4, dtype=torch.float64), method=method, options={"maxiter": 30})
         assert result.njev == len(points) == len(set(points)), method
+
+
+# ---------------------------------------------------------------------------------------
+# items 13, 14, 15, 9: bad input is one line naming it, before any work; sizes checked first
+# ---------------------------------------------------------------------------------------
+
+def _run_error(tmp_path, capsys, text, *extra, command="run"):
+    """``invfem run`` (or ``compare``) on a config (text or bytes): exit 2, one line, no traceback."""
+    from invfem.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    assert main([command, str(config), "--quiet", "--output", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("invfem: error:") and "\n" not in err and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("theta*.pt")), "trained before failing"
+    return err
+
+
+def _poisson(observations: str, mesh: str = "{lshape: {refine: 1}}", extra: str = "") -> str:
+    return (f"problem: poisson\nproblem_options:\n  mesh: {mesh}\n  network: {{widths: [3]}}\n"
+            f"  observations: {observations}\n{extra}options: {{maxiter: 2}}\n")
+
+
+SYNTHETIC = "{synthetic: {kappa_true: '1 + x^2', at: 5}}"
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("problem: poisson_fem  # café\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 on line 1)"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "not UTF-8 text"),
+    ("problem: poisson_fem\nseeds: [0]\nproblem_options: {n: 0}\n".encode("utf-16"), "n (cells per direction) must be >= 1"),
+])
+def test_item13_config_encodings(tmp_path, capsys, raw, expected):
+    assert expected in _run_error(tmp_path, capsys, raw)
+
+
+def _npz(path, **arrays):
+    import numpy as np
+
+    np.savez(path, **arrays)
+    return path
+
+
+def test_item13_14_15_observation_files(tmp_path, capsys):
+    import numpy as np
+
+    n = 4
+    good = {"x": np.full(n, -0.5), "y": np.linspace(-0.5, 0.5, n), "u": np.zeros(n)}
+    files = {
+        "latin1.csv": (b"x,y,u\n-0.5,-0.5,0.1 # \xe9\n", "not UTF-8 text (byte 0xe9"),
+        "utf16.csv": ("x,y,u\n-0.5,-0.5,0.1\n".encode("utf-16"), "not UTF-8 text (byte 0xff"),
+        "binary.csv": (bytes(range(256)), "not UTF-8 text"),
+        "text.csv": (b"x,y,u\n-0.5,-0.5,0.1\n\n-0.5,0.5,abc\n", "line 4, column u: 'abc' is not a number"),
+        "empty.csv": (b"x,y,u\n-0.5,-0.5,0.1\n-0.5,,0.2\n", "line 3, column y: an empty cell"),
+        "short.csv": (b"x,y,u\n-0.5,-0.5,0.1\n-0.5,0.2\n", "line 3: 2 values but the header names 3 columns"),
+        "nanline.csv": (b"x,y,u\n\n-0.5,-0.5,0.1\n\n-0.5,0.5,nan\n", "line 5: u is nan"),          # file lines
+        "duplicate.csv": (b"x,y,u,u\n-0.5,-0.5,0.1,0.2\n", "column(s) ['u'] named more than once"),
+        "outside.csv": (b"x,y,u\n-0.5,-0.5,0.1\n0.5000000001,0.5,0.1\n",
+                        "line 3: observation point (0.5000000001, 0.5) lies outside the mesh"),
+    }
+    for name, (data, expected) in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert expected in _run_error(tmp_path, capsys, _poisson(str(tmp_path / name))), name
+    npz = {
+        "unequal.npz": ({**good, "u": np.zeros(n + 1)}, "the arrays differ in length"),
+        "twod.npz": ({**good, "u": np.zeros((n, 1))}, "array 'u' has shape (4, 1); each column must be a 1-d array"),
+        "shapes.npz": ({**good, "x": np.zeros((2, 2))}, "array 'x' has shape (2, 2)"),
+        "strings.npz": ({**good, "u": np.array(["a"] * n)}, "array 'u' holds <U1 values, not numbers"),
+        "complex.npz": ({**good, "u": np.zeros(n, dtype=complex)}, "array 'u' holds complex numbers"),
+    }
+    for name, (arrays, expected) in npz.items():
+        _npz(tmp_path / name, **arrays)
+        assert expected in _run_error(tmp_path, capsys, _poisson(str(tmp_path / name))), name
+    (tmp_path / "notzip.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert "not a readable .npz file" in _run_error(tmp_path, capsys, _poisson(str(tmp_path / "notzip.npz")))
+
+
+def test_item15_a_bom_header_and_float_times_are_read(tmp_path):
+    from invfem.fem.observations import read_observations
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffx,y,u\n-0.5,-0.5,0.1\n".encode())
+    assert read_observations(bom).values.tolist() == [0.1]
+    from invfem.problems import heat
+
+    timed = tmp_path / "timed.csv"
+    timed.write_text("t,x,y,u\n0.30000000000000004,0.5,0.5,0.1\n0.3,0.25,0.5,0.2\n0.1,0.5,0.5,0.0\n")
+    p = heat.make_problem(0, mesh={"unit_square": {"n": 4}}, network={"widths": [3]}, dt=0.1, n_steps=3,
+                          observations=str(timed))
+    assert p.info["observed_steps"].tolist() == [3, 3, 1]
+    timed.write_text("t,x,y,u\n0.1,0.5,0.5,0.1\n0.25,0.25,0.5,0.2\n")
+    with pytest.raises(ConfigError, match=r"timed.csv: line 3: t = 0.25 is not on the step grid"):
+        heat.make_problem(0, mesh={"unit_square": {"n": 4}}, network={"widths": [3]}, dt=0.1, n_steps=3,
+                          observations=str(timed))
+
+
+def _mesh_file(path, p, t):
+    import meshio
+    import numpy as np
+
+    meshio.write(path, meshio.Mesh(np.column_stack([p.T, np.zeros(p.shape[1])]), [("triangle", t.T)]))
+    return path
+
+
+def test_item13_14_15_broken_meshes(tmp_path, capsys):
+    import numpy as np
+    import skfem
+
+    m = skfem.MeshTri.init_lshaped().refined(1)
+    p, t = m.p.copy(), m.t.copy()
+    nan = p.copy()
+    nan[1, 2] = np.nan
+    folded = p.copy()
+    inner = np.setdiff1d(np.arange(p.shape[1]), m.boundary_nodes())[0]
+    folded[:, inner] += 0.3
+    flat_p = np.column_stack([p, [[5.0, 6.0, 7.0], [0.0, 0.0, 0.0]]])
+    flat_t = np.column_stack([t, [[p.shape[1]], [p.shape[1] + 1], [p.shape[1] + 2]]])
+    cases = {"nan.vtu": (nan, t, "node 3 has coordinates (0.0, nan)"),
+             "folded.vtu": (folded, t, "overlap (both lie on the same side of their shared edge"),
+             "twice.vtu": (p, np.column_stack([t, t[:, 5]]), "appears more than once"),
+             "flat.vtu": (flat_p, flat_t, f"triangle {t.shape[1] + 1} (nodes {p.shape[1] + 1}, {p.shape[1] + 2}, "
+                                          f"{p.shape[1] + 3}) has zero area")}
+    for name, (pp, tt, expected) in cases.items():
+        path = _mesh_file(tmp_path / name, pp, tt)
+        assert expected in _run_error(tmp_path, capsys, _poisson(SYNTHETIC, mesh=str(path))), name
+    err = _run_error(tmp_path, capsys, _poisson(SYNTHETIC, mesh="{rectangle: {n: 2, m: 2, x: [0, 1, 2]}}"))
+    assert "x must be two finite numbers [low, high], got [0, 1, 2]" in err
+
+
+@pytest.mark.parametrize("formula,expected", [
+    ("1/0", "1 / 0 cannot be evaluated (float division by zero)"),
+    ("9**9**9", "cannot be evaluated ((34, 'Numerical result out of range'))"),
+    ("sin(x, y)", "sin takes 1 argument, got 2"),
+    ("min()", "min takes 2 arguments, got 0"),
+    ("+".join(["x"] * 1000), "nests 1001 operations deep"),
+    ("x" * 5000, "is 5000 characters long"),
+    ("log(x - 2)", "is not finite at x in [0.1, 0.9]"),
+])
+def test_item13_formulas_fail_at_check_time(tmp_path, capsys, formula, expected):
+    err = _run_error(tmp_path, capsys, _poisson(SYNTHETIC, extra=f"  source: '{formula}'\n"))
+    assert "problem_options.source: formula" in err and expected in err
+
+
+@pytest.mark.parametrize("option,expected", [
+    ("  source: .nan\n", "problem_options.source: expected a finite number"),
+    ("  dirichlet: .nan\n", "problem_options.dirichlet: expected a finite number"),
+])
+def test_item15_nan_options_are_named(tmp_path, capsys, option, expected):
+    assert expected in _run_error(tmp_path, capsys, _poisson(SYNTHETIC, extra=option))
+
+
+def test_item15_nan_sigma_and_kappa_true_are_named(tmp_path, capsys):
+    csv = tmp_path / "obs.csv"
+    csv.write_text("x,y,u\n-0.5,-0.5,0.1\n")
+    assert "problem_options.observations.sigma must be a number > 0, got nan" in \
+        _run_error(tmp_path, capsys, _poisson(f"{{file: {csv}, sigma: .nan}}"))
+    assert "problem_options.observations.synthetic.kappa_true: expected a finite number" in \
+        _run_error(tmp_path, capsys, _poisson("{synthetic: {kappa_true: .nan, at: 5}}"))
+
+
+@pytest.mark.parametrize("law,kind,expected", [("x - 0.5", "x", "kappa_true is -"), ("-1", "x", "kappa_true is -1"),
+                                               ("u - 10", "u", "kappa_true is -")])
+def test_item14_synthetic_data_from_a_non_positive_law_are_refused(tmp_path, capsys, law, kind, expected):
+    text = _poisson(f"{{synthetic: {{kappa_true: '{law}', at: nodes}}}}", extra=f"  coefficient_input: {kind}\n")
+    err = _run_error(tmp_path, capsys, text)
+    assert expected in err and "a conductivity must be > 0 everywhere" in err
+
+
+def test_item15_the_widths_entry_is_named_as_written(tmp_path, capsys):
+    err = _run_error(tmp_path, capsys, "problem: poisson_fem\nproblem_options: {n: 3, widths: [2, 2.5, 1]}\n")
+    assert "widths[1] must be a whole number >= 1, got 2.5" in err
+
+
+def test_item13_device_label_seeds_and_huge_integers(tmp_path, capsys):
+    assert "device 'meta': invfem runs on cpu or cuda" in \
+        _run_error(tmp_path, capsys, "problem: poisson_fem\ndevice: meta\n")
+    assert "seeds must be a list of integers in [0, 2**63)" in \
+        _run_error(tmp_path, capsys, "problem: poisson_fem\nseeds: [99999999999999999999999]\n")
+    assert "widths[1] must be a whole number >= 1" in \
+        _run_error(tmp_path, capsys, "problem: poisson_fem\nproblem_options: {n: 3, widths: [2, -3, 1]}\n")
+    assert "needs about" in _run_error(tmp_path, capsys, "problem: poisson_fem\nproblem_options: "
+                                       "{n: 3, widths: [2, 99999999999999999999999, 1]}\n")
+    label = "a" * 300
+    text = STUDY.format(output=tmp_path / "out", extra=f", label: {label}", top="")
+    assert "is 300 characters long; at most 100" in _run_error(tmp_path, capsys, text, command="compare")
+
+
+def test_item13_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
+    text = STUDY.format(output=tmp_path / "out", extra="", top="")
+    err = _run_error(tmp_path, capsys, text, "--scheduler", "tcp://127.0.0.1:1", command="compare")
+    assert "--scheduler tcp://127.0.0.1:1: no dask scheduler answered" in err
+
+
+def test_item13_report_on_a_study_json_of_bad_types(tmp_path, capsys):
+    import json
+
+    from invfem.cli import main
+
+    compare(_study(tmp_path, "s"), quiet=True)
+    study = tmp_path / "out" / "study.json"
+    data = json.loads(study.read_text())
+    for key, value in (("seeds", "zero"), ("methods", 3), ("loss_threshold", "low")):
+        study.write_text(json.dumps({**data, key: value}))
+        assert main(["report", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"invfem: error: {study}: not a study of invfem compare") and "\n" not in err, err
+
+
+# item 9: sizes estimated before any allocation
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("problem: poisson_fem\nproblem_options: {n: 100000}\n", "n = 100000, m = 100000 (a mesh of 2e+10 triangles)"),
+    (_poisson(SYNTHETIC, mesh="{lshape: {refine: 14}}"), "lshape refine 14 (3.22e+09 triangles)"),
+    (_poisson("{synthetic: {kappa_true: '1', at: 1.0e+9}}"), "at: 1e+09 synthetic points"),
+    ("problem: heat\nproblem_options: {mesh: {unit_square: {n: 4}}, n_steps: 100000000, network: {widths: [3]}, "
+     "observations: {synthetic: {kappa_true: '1', at: nodes}}}\n", "n_steps: 100000000 (states of 25 dofs)"),
+    ("problem: poisson_fem\nproblem_options: {n: 3, widths: [2, 100000, 100000, 1]}\n", "widths [2, 100000, 100000, 1]"),
+    ("problem: poisson_fem\nproblem_options: {n: 3, widths: [2, 3000, 3000, 1]}\nmethod: trust-exact\n",
+     "method trust-exact and hessian_at_start and hessian_at_end: the 9015001 x 9015001 Hessian"),
+])
+def test_item9_sizes_beyond_the_memory_are_refused_at_once(tmp_path, capsys, monkeypatch, text, expected):
+    import time
+
+    monkeypatch.setenv("INVFEM_MAX_MEMORY", "16G")       # the same verdict on every machine
+    t0 = time.perf_counter()
+    err = _run_error(tmp_path, capsys, text)
+    assert expected in err and "needs about" in err and "INVFEM_MAX_MEMORY" in err, err
+    assert time.perf_counter() - t0 < 20                     # not after minutes of swapping
+
+
+def test_item9_a_law_file_with_huge_widths_and_the_override(tmp_path, monkeypatch):
+    import torch
+
+    from invfem.law import FORMAT, load_kappa
+    from invfem.resources import ResourceError
+
+    path = tmp_path / "law.pt"
+    torch.save({"format": FORMAT, "widths": [2, 100000, 100000, 1], "activation": "tanh", "positivity": None,
+                "shift": 0.0, "coefficient_input": "x", "theta": torch.zeros(5), "metadata": {}}, path)
+    monkeypatch.setenv("INVFEM_MAX_MEMORY", "16G")
+    with pytest.raises(ResourceError, match=r"widths \[2, 100000, 100000, 1\] \(1e\+10 parameters\) needs about"):
+        load_kappa(path)
+    from invfem.fem.meshes import unit_square
+
+    monkeypatch.setenv("INVFEM_MAX_MEMORY", "1M")
+    with pytest.raises(ResourceError, match="1 MB available"):
+        unit_square(200)
+    monkeypatch.setenv("INVFEM_MAX_MEMORY", "off")
+    assert unit_square(200).t.shape[1] == 80000
+    monkeypatch.setenv("INVFEM_MAX_MEMORY", "lots")
+    with pytest.raises(ConfigError, match="INVFEM_MAX_MEMORY='lots': expected a size"):
+        unit_square(2)
+
+
+def test_item9_a_csv_is_read_in_about_the_memory_of_its_values(tmp_path):
+    import tracemalloc
+
+    import numpy as np
+
+    from invfem.fem.observations import read_observations
+
+    n = 200_000
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.csv"
+    np.savetxt(path, rng.uniform(size=(n, 4)), delimiter=",", header="x,y,u,sigma", comments="", fmt="%.17g")
+    tracemalloc.start()
+    data = read_observations(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    values = n * 4 * 8
+    assert data.values.shape == (n,) and data.lines[-1] == n + 1
+    assert peak < 6 * values, f"peak {peak / 2**20:.1f} MB for {values / 2**20:.1f} MB of values"   # genfromtxt: 24x

@@ -436,9 +436,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     skfem.MeshQuad().refined(1).save(str(quad))
     fine = "  observations: {synthetic: {kappa_true: '1', at: 5}}\n"
     cases = {
-        "nan.csv: row 2: u is nan": f"problem: poisson\nproblem_options:\n  observations: {nan}\n"
+        "nan.csv: line 3: u is nan": f"problem: poisson\nproblem_options:\n  observations: {nan}\n"
                                     "  mesh: {lshape: {refine: 1}}\n",
-        "(0.5, 0.5) (number 2) lies outside the mesh": f"problem: poisson\nproblem_options:\n  observations: {outside}\n"
+        "outside.csv: line 3: observation point (0.5, 0.5) lies outside the mesh": f"problem: poisson\nproblem_options:\n  observations: {outside}\n"
                                                        "  mesh: {lshape: {refine: 1}}\n",
         "mesh file not found: nowhere.msh": f"problem: poisson\nproblem_options:\n  mesh: nowhere.msh\n{fine}",
         "quadrilateral cells": f"problem: poisson\nproblem_options:\n  mesh: {quad}\n{fine}",

@@ -30,6 +30,7 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
 from invfem.files import check_writable
+from invfem.resources import check_dense_hessian
 from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir,
                                       save_torch, write_json)
 from invfem.experiment.study import StudyConfig, study_from_dict
@@ -230,6 +231,7 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
             resume, diagnostics, pending, resumed = None, [], None, []
     device = {} if study.device is None else {"device": study.device}
     problem = load_problem(study.problem, seed=seed, **device, **study.problem_options)
+    check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
     exact_hessian = hessian_path(problem, chunk_size=study.hessian_chunk).function
     tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
                        None if pending is None else torch.as_tensor(pending), spec.time_limit)
@@ -442,6 +444,10 @@ def _keyed(study_dict, label, seed, threads):
     return (label, seed), run_one(study_dict, label, seed, threads)
 
 
+#: how long to wait for a dask scheduler to answer before saying it does not
+DASK_CONNECT_SECONDS = 10
+
+
 def _execute_dask(study_dict, todo, workers, scheduler, threads, results) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -450,7 +456,11 @@ def _execute_dask(study_dict, todo, workers, scheduler, threads, results) -> Non
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=DASK_CONNECT_SECONDS)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: no dask scheduler answered within {DASK_CONNECT_SECONDS} s "
+                              f"({type(exc).__name__}: {exc})") from None
     try:
         futures = {client.submit(run_one, study_dict, label, seed, threads, pure=False): (label, seed)
                    for label, seed in todo}

@@ -16,10 +16,15 @@ def check_problem(problem) -> None:
         raise ConfigError(f"problem must be a problem name or a .py path, got {problem!r}")
 
 
+#: seeds go to torch.manual_seed, which takes 64-bit integers
+MAX_SEED = 2 ** 63
+
+
 def check_seeds(seeds) -> tuple[int, ...]:
     """The seeds as a tuple of ints: a non-empty list of distinct integers >= 0, or a one-line error."""
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
-        raise ConfigError(f"seeds must be a list of integers >= 0, e.g. [0] or [0, 1, 2]; got {seeds!r}")
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and 0 <= s < MAX_SEED for s in seeds):
+        shown = repr(seeds) if len(repr(seeds)) < 80 else repr(seeds)[:77] + "..."
+        raise ConfigError(f"seeds must be a list of integers in [0, 2**63), e.g. [0] or [0, 1, 2]; got {shown}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must not repeat, got {list(seeds)}")
     return tuple(int(s) for s in seeds)
@@ -93,6 +98,8 @@ def check_device(device):
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...): {exc}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: invfem runs on cpu or cuda (cuda:0, cuda:1, ...)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev
@@ -161,13 +168,29 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _text(path: Path) -> str:
+    """A config's text: UTF-8 (a byte-order mark allowed), or UTF-16 with its byte-order mark, as
+    YAML allows; other bytes (Latin-1, a binary file) are a ConfigError naming the line."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not {encoding.replace('-sig', '').upper()} text (byte {data[exc.start]:#04x} "
+                          f"on line {line}); save the config as UTF-8") from None
+
+
 def read_yaml(path: Path) -> dict:
     """A YAML file's top-level mapping; one-line ConfigErrors for a missing file, broken YAML
     (with line and column), a duplicate key or an alias bomb (with the line), or another top level."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.load(path.read_text(), Loader=_StrictLoader) or {}
+        data = yaml.load(_text(path), Loader=_StrictLoader) or {}
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -25,6 +25,7 @@ import numpy as np
 from invfem.errors import ConfigError
 from invfem.files import save_figure, write_text
 from invfem.experiment.records import CorruptRecord, read_json, record_problem, run_dir
+from invfem.experiment.study import study_from_dict
 
 COLUMNS = ["method", "seed", "loss", "gnorm", "nit", "status", "wall_time", "kappa_error", "n_positive", "n_negative",
            "time_to_threshold", "iterations_to_threshold", "nfev", "njev", "nhev", "resumed", "message"]
@@ -36,6 +37,11 @@ def load_records(output: Path, log=print) -> tuple[dict, list[dict]]:
     if not (output / "study.json").is_file():
         raise ConfigError(f"{output}: no study.json here (not the output folder of invfem compare)")
     study = read_json(output / "study.json")
+    try:                       # the checks of a study config: keys, types and values, one line naming the bad one
+        study_from_dict(study)
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{output / 'study.json'}: not a study of invfem compare ({type(exc).__name__}: "
+                          f"{exc})") from None
     records = []
     for m in study["methods"]:
         for seed in study["seeds"]:

@@ -14,13 +14,14 @@ from pathlib import Path
 import torch
 
 from invfem.derivatives import value_and_grad
-from invfem.errors import ConfigError, NonFiniteError
+from invfem.errors import ConfigError, InvalidTrialPoint, InvfemError, NonFiniteError
 from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
 from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
+from invfem.resources import check_dense_hessian
 from invfem.structured import hessian_path
 
 
@@ -126,7 +127,8 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
 
     Nothing finished is lost: every file is written atomically (:mod:`invfem.files`), and
     ``results.json`` after each seed. A seed that fails (its problem, theta0, the training) is
-    recorded as ``{"seed", "failed": true, "phase", "error"}`` and the next seed runs; a failure
+    recorded as ``{"seed", "failed": true, "phase", "error"}`` and the next seed runs (an invfem error
+    while the first seed's problem is built is the configuration's: it stops the command); a failure
     after the training (the Hessian at the result, Laplace, a file) keeps the trained result and
     is named in the run's ``failures`` (phase or file -> error), as is a failed ``loss.png`` in
     ``results["failures"]``. Problems of the configuration itself (an output folder that cannot be
@@ -169,14 +171,16 @@ def run_failures(results: dict) -> list[str]:
 
 def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: bool) -> dict:
     """One seed: its record, or ``{"seed", "failed", "phase", "error"}`` where it could not be trained.
-    A :class:`ConfigError` of the configuration itself (the first seed's checks) propagates."""
+    An invfem error while the first seed's problem is built (the configuration's options, files, sizes) propagates."""
     clock = _Clock()
     record = {"seed": seed}
-    phase = "setup"
+    phase, building = "setup", False
     try:
         device = {} if config.device is None else {"device": config.device}
+        building = True                    # the problem's construction and the checks of the config against it
         problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
         _check_before_training(config, problem)
+        building = False
         if not bool(torch.isfinite(problem.theta0).all()):
             raise NonFiniteError(f"theta0 of {problem.name} (seed {seed}) holds NaN or inf")
         f0, g0 = value_and_grad(problem.loss, problem.theta0)
@@ -207,9 +211,9 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
             if bar is not None:
                 bar.close()
         clock.lap("training")
-    except ConfigError as exc:
-        if phase == "setup" and seed == config.seeds[0]:
-            raise                                  # the configuration itself: stop before any training
+    except InvfemError as exc:
+        if building and seed == config.seeds[0] and not isinstance(exc, InvalidTrialPoint):
+            raise                 # the configuration itself (its options, files, sizes): stop before any training
         return _failed(record, phase, exc, log)
     except Exception as exc:  # this seed only (kappa <= 0 at theta0, a singular matrix, ...): the others go on
         return _failed(record, phase, exc, log)
@@ -239,7 +243,14 @@ def _failed(record: dict, phase: str, exc: Exception, log) -> dict:
 
 
 def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
-    """What the configuration asks of this problem that cannot work, found before any training."""
+    """What the configuration asks of this problem that cannot work, found before any training:
+    Laplace without a prior, and a P x P Hessian larger than the memory."""
+    dense = [what for what, asked in ((f"method {config.method}", METHODS[config.method].derivatives == "hessian"),
+                                      ("hessian_at_start", config.hessian_at_start),
+                                      ("hessian_at_end", config.hessian_at_end),
+                                      ("laplace_samples", bool(config.laplace_samples))) if asked]
+    if dense:
+        check_dense_hessian(problem.n_params, " and ".join(dense))
     if config.laplace_samples and float(problem.info.get("regularization", 0.0) or 0.0) == 0.0:
         raise ConfigError(f"laplace_samples: {config.laplace_samples} needs a prior, but {problem.name} has "
                           "regularization 0 (the misfit Hessian of a network with more parameters than data is "

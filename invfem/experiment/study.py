@@ -28,6 +28,9 @@ from pathlib import Path
 from invfem.errors import ConfigError
 from invfem.experiment.config import _is_int, _resolve_inputs, check_device, check_problem, check_seeds, read_yaml
 
+#: the longest method label (it names the run folders; file systems take 255 bytes per name)
+MAX_LABEL = 100
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -181,6 +184,9 @@ def _method_specs(methods, maxiter: int, time_limit) -> list[MethodSpec]:
         label = str(entry.get("label", method if stages is None else "+".join(m for m, _ in stages)))
         if not label or any(c in label for c in "/\\ ") or label.startswith("."):
             raise ConfigError(f"methods[{i}]: label {label!r} must be a non-empty name without spaces or slashes")
+        if len(label) > MAX_LABEL:
+            raise ConfigError(f"methods[{i}]: label {label[:30]!r}... is {len(label)} characters long; at most "
+                              f"{MAX_LABEL} (it names the run folders)")
         if label in seen:
             raise ConfigError(f"methods[{i}]: duplicate label {label!r}; give each entry its own label")
         seen.add(label)
@@ -287,6 +293,9 @@ def load_study(path, _data: dict | None = None, **overrides) -> StudyConfig:
 
 def study_from_dict(data: dict) -> StudyConfig:
     """The config back from :meth:`StudyConfig.as_dict` (workers, records)."""
+    if not isinstance(data, dict) or not isinstance(data.get("methods"), list) or \
+            not all(isinstance(m, dict) for m in data["methods"]):
+        raise ConfigError("methods must be a list of mappings")
     return StudyConfig(**{**data, "methods": [dict(m) for m in data["methods"]]})
 
 

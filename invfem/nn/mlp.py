@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from invfem.errors import ConfigError, ShapeError
+from invfem.resources import check_memory, network_parameters
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -111,6 +112,21 @@ POSITIVITY: dict[str | None, Pointwise] = {
 }
 
 
+def check_widths(widths, name: str = "widths", first: int = 0) -> list[int]:
+    """Layer widths as ints, each a whole number >= 1 (not ``2.7``, cut to 2, nor ``true``): a
+    ConfigError names the entry as ``name[i]``, counting from ``first`` (a list of hidden widths
+    inside a full one starts at 1)."""
+    if not isinstance(widths, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of layer widths, got {widths!r}")
+    out = []
+    for i, w in enumerate(widths):
+        number = isinstance(w, (int, float)) and not isinstance(w, bool) or hasattr(w, "item")
+        if not number or not math.isfinite(float(w)) or not float(w).is_integer() or w < 1:
+            raise ConfigError(f"{name}[{i + first}] must be a whole number >= 1, got {w!r}")
+        out.append(int(w))
+    return out
+
+
 @dataclass(eq=False)
 class MLP:
     """Fully connected network ``kappa_theta(x) = positivity(N_theta(x)) + shift``.
@@ -145,9 +161,11 @@ class MLP:
     module: nn.Sequential = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.widths = [int(w) for w in self.widths]
-        if len(self.widths) < 2 or min(self.widths) < 1:
+        self.widths = check_widths(self.widths)
+        if len(self.widths) < 2:
             raise ConfigError(f"widths must list at least input and output sizes >= 1, got {self.widths}")
+        check_memory(f"widths {self.widths} ({network_parameters(self.widths):.4g} parameters)",
+                     8.0 * 4 * network_parameters(self.widths))
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}; valid: {sorted(ACTIVATIONS)}")
         if isinstance(self.omega, bool) or not isinstance(self.omega, (int, float)) or not self.omega > 0:
