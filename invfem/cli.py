@@ -81,8 +81,10 @@ def main(argv=None, exit_at_once: bool = False) -> int:
         print(f"invfem: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("invfem: interrupted; finished runs and the last checkpoints are kept (run the same command to "
-              "resume)", file=sys.stderr)
+        kept = {"run": "the seeds that finished are in results.json, with their files",
+                "compare": "finished runs and the last checkpoints are kept (run the same command to resume)",
+                "report": "the previous report files are whole (each is replaced atomically)"}[args.command]
+        print(f"invfem: interrupted; {kept}", file=sys.stderr)
         if exit_at_once:        # no interpreter teardown: torch's threads abort it ("terminate called ...")
             sys.stdout.flush()
             sys.stderr.flush()

@@ -71,7 +71,9 @@ def load_mesh(path) -> skfem.MeshTri:
     """A triangle mesh from a file scikit-fem/meshio can read (gmsh ``.msh``, ``.vtu``, ``.xdmf``, ...).
 
     gmsh physical groups become ``mesh.boundaries`` (lines) and ``mesh.subdomains``
-    (triangles). Any other cell type is a ConfigError naming it.
+    (triangles). Any other cell type is a ConfigError naming it, as are NaN coordinates and
+    zero-area, repeated or overlapping triangles (:func:`check_triangles`); nodes that no
+    triangle uses are dropped.
     """
     path = Path(path)
     if not path.is_file():
@@ -84,6 +86,8 @@ def load_mesh(path) -> skfem.MeshTri:
         kind = _CELL_NAMES.get(type(mesh).__name__, type(mesh).__name__)
         raise ConfigError(f"{path}: {kind} cells; invfem needs a mesh of straight triangles (P1/P2 elements)")
     check_triangles(mesh, str(path))
+    if np.unique(mesh.t).size < mesh.p.shape[1]:        # nodes no triangle uses (gmsh's geometry points): dropped
+        mesh = mesh.remove_unused_nodes()
     return mesh
 
 
