@@ -255,7 +255,14 @@ def test_item4_records_and_checkpoints_that_parse_but_are_wrong_are_redone(tmp_p
     messages.clear()
     compare(study, log=messages.append)
     assert any("invalid record" in m and "theta.pt" in m for m in messages)
-    assert torch.load(run / "theta.pt").numel() > 0
+    size = torch.load(run / "theta.pt").numel()
+    assert size > 0
+    # a theta.pt of another size (another network) is not this run's result
+    torch.save(torch.zeros(size + 1, dtype=torch.float64), run / "theta.pt")
+    messages.clear()
+    compare(study, log=messages.append)
+    assert any(f"theta.pt holds {size + 1} parameters, the run's Hessian had {size}" in m for m in messages)
+    assert torch.load(run / "theta.pt").numel() == size
     # a checkpoint that loads but is not one (a list) used to fail the run on every invocation
     (run / "record.json").unlink()
     torch.save([1, 2, 3], run / "checkpoint.pt")
@@ -894,3 +901,19 @@ def test_item2_a_mesh_with_unused_nodes_trains_and_writes_every_file(tmp_path, c
     run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
     assert "failures" not in run and "fields_seed0.vtu" in run["files"] and "kappa_seed0.png" in run["files"]
     assert meshio.read(tmp_path / "out" / "fields_seed0.vtu").points.shape[0] == m.p.shape[1]
+
+
+def test_item11_every_file_of_invfem_run_honours_the_umask(tmp_path):
+    import stat
+
+    from invfem.cli import main
+
+    old = os.umask(0o027)
+    try:
+        assert main(["run", str(_run_config(tmp_path)), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    assert {"results.json", "theta_seed0.pt", "kappa_seed0.pt", "fields_seed0.vtu", "kappa_seed0.png", "loss.png"} \
+        <= set(modes)
+    assert set(modes.values()) == {0o640}, modes

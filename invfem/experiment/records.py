@@ -40,7 +40,8 @@ FAILED_KEYS = {"label": str, "seed": int, "error": str}
 def record_problem(record, folder=None) -> str | None:
     """What is wrong with a study record (None: nothing): a missing key or one of the wrong
     type (:data:`FINISHED_KEYS` / :data:`FAILED_KEYS`), history entries without ``iter``/``f``/
-    ``time``, and (with ``folder``) a ``theta.pt`` that does not load as a finite 1-d tensor."""
+    ``time``, and (with ``folder``) a ``theta.pt`` that does not load as a finite 1-d tensor of
+    the run's size (the final spectrum's length)."""
     if not isinstance(record, dict):
         return f"not a mapping ({type(record).__name__})"
     keys = FAILED_KEYS if record.get("failed") else FINISHED_KEYS
@@ -62,6 +63,11 @@ def record_problem(record, folder=None) -> str | None:
             return str(exc)
         if not isinstance(theta, torch.Tensor) or theta.ndim != 1 or not bool(torch.isfinite(theta).all()):
             return "theta.pt is not a finite 1-d tensor"
+        final = record["diagnostics"].get("final")
+        if isinstance(final, dict) and all(isinstance(final.get(k), int) for k in ("n_positive", "n_negative", "n_zero")):
+            size = final["n_positive"] + final["n_negative"] + final["n_zero"]   # the spectrum has one value per parameter
+            if theta.numel() != size:
+                return f"theta.pt holds {theta.numel()} parameters, the run's Hessian had {size}"
     return None
 
 
