@@ -72,9 +72,11 @@ def _one_run(config: str, root: str | None) -> tuple[float, dict]:
                        check=True, capture_output=True, env=env, cwd=cwd)
         wall = time.perf_counter() - start
         results = json.loads((Path(out) / "results.json").read_text())
-    runs = results["runs"]
-    laps = {k: sum(r["timings"][k] for r in runs) for k in runs[0]["timings"]} if "timings" in runs[0] else {}
-    laps.update(results.get("timings", {}))
+    timings = dict(results.get("timings", {}))
+    seeds = list(timings.pop("seeds", {}).values())
+    timings.pop("total", None)
+    laps = {k: sum(s[k] for s in seeds) for k in seeds[0]} if seeds else {}
+    laps.update(timings)
     laps["interpreter, imports, exit"] = wall - sum(laps.values())
     return wall, laps
 

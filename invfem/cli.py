@@ -22,6 +22,9 @@ def main(argv=None, exit_at_once: bool = False) -> int:
     run.add_argument("config")
     run.add_argument("--output", help="output folder (overrides the config)")
     run.add_argument("--seeds", type=int, nargs="+", help="seeds (override the config)")
+    run.add_argument("--method", help="training method (overrides the config's; its options that the new method "
+                                      "does not take are dropped, with a message)")
+    run.add_argument("--maxiter", type=int, help="iteration budget (overrides the options' maxiter)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     study = sub.add_parser("compare", help="run a study: methods x seeds on one problem, resumable, with a report")
     study.add_argument("config")
@@ -46,8 +49,9 @@ def main(argv=None, exit_at_once: bool = False) -> int:
             from invfem.experiment import load_config, run_experiment
             from invfem.experiment.run import run_failures
 
-            results = run_experiment(load_config(args.config, output=args.output, seeds=args.seeds),
-                                     progress=not args.quiet)
+            config = load_config(args.config, output=args.output, seeds=args.seeds, method=args.method,
+                                 maxiter=args.maxiter, log=print)
+            results = run_experiment(config, progress=not args.quiet)
             failures = run_failures(results)
             if failures:
                 print("invfem: " + "\ninvfem: ".join(failures) + "\ninvfem: everything else is written (results.json "

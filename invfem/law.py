@@ -39,6 +39,10 @@ class LearnedLaw:
     theta: torch.Tensor
     coefficient_input: str
 
+    def __repr__(self) -> str:
+        return (f"LearnedLaw(kappa({self.coefficient_input}), widths {self.mlp.widths}, {self.mlp.activation}, "
+                f"{self.theta.numel()} parameters on {self.theta.device})")
+
     def __call__(self, points) -> torch.Tensor:
         x = torch.as_tensor(points, dtype=torch.float64, device=self.theta.device)
         if self.coefficient_input == "u":

@@ -50,6 +50,13 @@ class Problem:
     fields: Callable[[torch.Tensor], dict] | None = None
     info: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k} {v}" for k, v in self.info.items() if k in ("n_dofs", "n_quad", "n_observations")
+                          and isinstance(v, int))
+        return (f"Problem({self.name!r}, {self.n_params} parameters" + (f", {sizes}" if sizes else "") +
+                f", residual {'yes' if self.residual is not None else 'no'}, "
+                f"structured Hessian {'yes' if self.structure is not None else 'no'})")
+
     @property
     def n_params(self) -> int:
         return int(self.theta0.shape[0])

@@ -177,7 +177,12 @@ def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
     def fields(theta):
         with torch.no_grad():
             states = stepper.trajectory(mlp(theta, points), u0)
-        return {"times": stepper.times, "u_theta": states, "kappa": mlp(theta, space.dof_coordinates).detach()}
+        out = {"times": stepper.times, "u_theta": states, "kappa": mlp(theta, space.dof_coordinates).detach()}
+        if obs.row_points is not None:         # point data: one cloud vertex per observation (its point and time)
+            at_points = obs.misfit.observation(states.reshape(-1))
+            out["_points"] = {"points": obs.row_points, "t": obs.row_times, "u_obs": obs.misfit.data,
+                              "u_theta": at_points, "misfit": at_points - obs.misfit.data}
+        return out
 
     return _finish(name, mlp, structure, seed, opts.regularization, _kappa_true(opts, "x"), info, fields=fields)
 

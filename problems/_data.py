@@ -91,6 +91,8 @@ class Observed:
     u_full: torch.Tensor | None = None
     source: torch.Tensor | None = None
     steps: torch.Tensor | None = None
+    row_points: np.ndarray | None = None      # heat point data: each misfit row's point and time
+    row_times: np.ndarray | None = None
 
 
 def _misfit(observation: LinearObservation, data: torch.Tensor, sigma) -> ObservationMisfit:
@@ -186,7 +188,8 @@ def transient(opts, space, stepper, trajectory_true, residual: bool) -> Observed
         sigma = data.sigma if data.sigma is not None else spec.sigma
         values = torch.as_tensor(data.values[order], device=space.device)
         misfit = _misfit(observation, values, None if sigma is None else np.broadcast_to(sigma, data.values.shape)[order])
-        return Observed(misfit, points=data.points, steps=steps)
+        return Observed(misfit, points=data.points, steps=steps, row_points=data.points[order],
+                        row_times=data.times[order])
     rng = np.random.default_rng(spec.data_seed)
     if residual or spec.times == "all":
         steps = torch.arange(0 if residual else 1, n_steps + 1)
@@ -209,7 +212,9 @@ def transient(opts, space, stepper, trajectory_true, residual: bool) -> Observed
     base = point_observation(space, points)
     observation = LinearObservation.stack([base.shifted(int(k) * n_dofs) for k in steps.tolist()])
     values = torch.cat([base(state) for state in states])
-    return Observed(_misfit(observation, _noise(values, spec, rng), _sigma(spec)), points=points, steps=steps)
+    times = dt * steps.cpu().numpy().astype(np.float64)
+    return Observed(_misfit(observation, _noise(values, spec, rng), _sigma(spec)), points=points, steps=steps,
+                    row_points=np.tile(points, (len(times), 1)), row_times=np.repeat(times, len(points)))
 
 
 def _steps_of(data, dt: float, n_steps: int) -> torch.Tensor:

@@ -22,9 +22,11 @@ def test_run_writes_results_and_plot(tmp_path):
         assert r["loss"] < r["loss0"]
         assert r["hessian0"]["symmetry_error"] < 1e-10
         assert len(r["hessian0"]["eigenvalues"]) == 25
-        assert set(r["timings"]) == {"setup", "hessian0", "training", "after"}
-        assert all(t > 0 for t in r["timings"].values())
+    for seed in ("0", "1"):
+        laps = results["timings"]["seeds"][seed]
+        assert set(laps) == {"setup", "hessian0", "training", "after"} and all(t > 0 for t in laps.values())
     assert results["timings"]["loss_plot"] > 0
+    assert results["timings"]["total"] >= sum(sum(v.values()) for v in results["timings"]["seeds"].values())
     assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
 
 

@@ -270,11 +270,19 @@ options: {{maxiter: 3}}
 output: {tmp_path / "out"}
 """)
     run_experiment(load_config(config), log=lambda *a: None)
-    with meshio.xdmf.TimeSeriesReader(tmp_path / "out" / "states_seed0.xdmf") as reader:
+    out = tmp_path / "out"
+    with meshio.xdmf.TimeSeriesReader(out / "states_seed0.xdmf") as reader:     # the documented reader
         reader.read_points_cells()
         assert reader.num_steps == 5
         t, data, _ = reader.read_data(4)
-    assert t == pytest.approx(0.04) and {"u_theta", "kappa", "kappa_true"} <= set(data)
+    assert t == pytest.approx(0.04) and set(data) == {"u_theta"}              # static fields not repeated per step
+    vtu = meshio.read(out / "fields_seed0.vtu")                                 # the names the docs use
+    assert {"u_theta", "kappa", "kappa_true"} <= set(vtu.point_data)
+    np.testing.assert_allclose(vtu.point_data["u_theta"], data["u_theta"], rtol=1e-12)   # the final state
+    cloud = meshio.read(out / "observations_seed0.vtu")                          # heat point data: a cloud too
+    assert cloud.points.shape[0] == 10 * 4                                       # 10 points x 4 observed steps
+    assert set(np.round(cloud.point_data["t"], 12)) == {0.01, 0.02, 0.03, 0.04}
+    np.testing.assert_allclose(cloud.point_data["misfit"], cloud.point_data["u_theta"] - cloud.point_data["u_obs"])
 
 
 def test_write_vtu_p2_writes_the_vertex_values(tmp_path):

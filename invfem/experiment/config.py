@@ -184,6 +184,22 @@ def _text(path: Path) -> str:
                           f"on line {line}); save the config as UTF-8") from None
 
 
+def _options_for(method: str, options, log) -> dict:
+    """The entries of ``options`` that ``method`` takes (a preset string is dropped whole)."""
+    from invfem.optim.api import METHODS
+    if method not in METHODS:
+        raise ConfigError(f"--method: unknown method {method!r}; valid: {sorted(METHODS)}")
+    if not isinstance(options, dict):
+        dropped, kept = [options], {}
+    else:
+        valid = {f.name for f in fields(METHODS[method].options)}
+        kept = {k: v for k, v in options.items() if k in valid}
+        dropped = sorted(set(options) - set(kept))
+    if dropped and log is not None:
+        log(f"--method {method}: the config's options {dropped} do not apply to it and are dropped")
+    return kept
+
+
 def read_yaml(path: Path) -> dict:
     """A YAML file's top-level mapping; one-line ConfigErrors for a missing file, broken YAML
     (with line and column), a duplicate key or an alias bomb (with the line), or another top level."""
@@ -203,11 +219,21 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_config(path: str | Path, **overrides) -> ExperimentConfig:
-    """Read a YAML config; keyword ``overrides`` replace top-level keys."""
+def load_config(path: str | Path, maxiter: int | None = None, log=None, **overrides) -> ExperimentConfig:
+    """Read a YAML config; keyword ``overrides`` replace top-level keys (``output``, ``seeds``,
+    ``method``, ...); ``maxiter`` replaces the options' budget. A ``method`` override keeps the
+    config's options that the new method takes and drops (and names, through ``log``) the others."""
     path = Path(path)
     data = read_yaml(path)
+    if overrides.get("method") is not None and overrides["method"] != data.get("method", "trust-exact"):
+        data["options"] = _options_for(overrides["method"], data.get("options", {}), log)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if maxiter is not None:
+        if not _is_int(maxiter) or maxiter < 1:
+            raise ConfigError(f"--maxiter must be an integer >= 1, got {maxiter!r}")
+        if not isinstance(data.get("options", {}), dict):
+            raise ConfigError(f"--maxiter needs options as a mapping, not the preset {data['options']!r}")
+        data["options"] = {**data.get("options", {}), "maxiter": int(maxiter)}
     _resolve_inputs(data, path.parent)
     valid = {f.name for f in fields(ExperimentConfig)}
     unknown = sorted(set(data) - valid)

@@ -5,10 +5,13 @@ For one seed with parameters ``theta`` (the files are named ``<kind>_seed<k>``):
 - ``kappa_seed<k>.pt``: the law with its network description (:func:`invfem.load_kappa`);
 - ``fields_seed<k>.vtu``: the mesh with u_theta, kappa, kappa_true (when known), u_obs and
   the misfit (nodal observations), kappa's Laplace statistics (when computed): sample mean /
-  std / 95% band, and the linearized std / band (``*_linearized``);
-  stationary problems only (for heat it holds kappa and the final state);
-- ``observations_seed<k>.vtu``: the observation points with u_obs, u_theta and the misfit;
-- ``states_seed<k>.xdmf``: heat's time series of u_theta (kappa alongside);
+  std / 95% band, and the linearized std / band (``*_linearized``); for heat the same names,
+  u_theta (and u_obs) being the final state;
+- ``observations_seed<k>.vtu``: the observation points with u_obs, u_theta and the misfit
+  (heat: one vertex per observation, with its time ``t``);
+- ``states_seed<k>.xdmf``: heat's time series of u_theta (u_obs for residual losses); the
+  static fields are in the VTU. ``meshio.read`` opens single-step files only: read it with
+  ``meshio.xdmf.TimeSeriesReader`` (``read_points_cells()``, then ``read_data(k)`` per step);
 - ``kappa_seed<k>.png``: learned vs true kappa (and the band width, with Laplace).
 """
 
@@ -60,11 +63,10 @@ def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=No
     fields.pop("kappa", None)
     if "times" in fields:
         times = fields.pop("times")
-        attempt(f"states_seed{seed}.xdmf",
-                lambda: write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields, nodal))
+        attempt(f"states_seed{seed}.xdmf",                # the states only: kappa & co are in the VTU, once
+                lambda: write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields))
         attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space,
-                                                           {**{f"{k}_final": v[-1] for k, v in fields.items()},
-                                                            **nodal}))
+                                                           {**{k: v[-1] for k, v in fields.items()}, **nodal}))
     else:
         attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space, {**fields, **nodal}))
     if points is not None:
@@ -97,6 +99,13 @@ def _nodal_kappa_fields(problem, theta, fields, kind, laplace) -> dict:
     return out
 
 
+def _relative_error(values: dict) -> float | None:
+    """||kappa - true|| / ||true|| over the plotted points, None without a true law."""
+    if "true" not in values:
+        return None
+    return float(torch.linalg.norm(values["kappa"] - values["true"]) / torch.linalg.norm(values["true"]))
+
+
 def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=None) -> Path:
     """Learned vs true kappa: maps over the mesh for kappa(x), curves over u for kappa(u)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -123,6 +132,10 @@ def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=N
                             alpha=0.4, label="95% band, linearized")
         ax.set_xlabel("u")
         ax.set_ylabel(r"$\kappa$")
+        if problem.kappa_true is not None:
+            with torch.no_grad():
+                error = _relative_error({"kappa": problem.kappa(theta, s[:, None]), "true": problem.kappa_true(s[:, None])})
+            ax.set_title(f"relative L2 error of kappa over the range of u: {error:.2%}", fontsize=9)
         ax.legend()
     else:
         panels = [("learned $\\kappa_\\theta$", "kappa")]
@@ -155,10 +168,15 @@ def plot_kappa(path: Path, problem, theta: torch.Tensor, u_theta=None, laplace=N
                 ax.plot(points[:, 0], points[:, 1], "k.", markersize=2)
             ax.set_title(title, fontsize=9)
             ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set_xlabel("x", fontsize=8, labelpad=1)
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.set_ylabel("y", fontsize=8, labelpad=1)
+        error = _relative_error(values)
+        if error is not None:
+            fig.suptitle(f"relative L2 error of kappa at the mesh vertices: {error:.2%}", fontsize=9)
         # fixed margins: tight_layout would draw the figure once more just to measure it
-        fig.subplots_adjust(left=0.02, right=0.97, bottom=0.03, top=0.9, wspace=0.12)
+        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.13, top=0.84, wspace=0.25)
     if kind == "u":
-        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.96)
+        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.92)
     return save_figure(fig, path, dpi=110)

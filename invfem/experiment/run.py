@@ -121,9 +121,10 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     """Run every seed of ``config``; write ``results.json``, ``loss.png`` and, per seed, the trained
     ``theta``, the law (``kappa_seed<k>.pt``), ParaView fields and kappa's plot under ``config.output``
     (see :mod:`invfem.experiment.outputs`). ``progress``: a bar of the iterations (loss and |g|
-    in its postfix) on stderr. Each run's record holds the wall time of its phases (``timings``, s):
-    ``setup`` (problem, loss and gradient at theta0), ``hessian0``, ``training``, ``after`` (Hessian at the
-    result, kappa's error, Laplace, files); ``results["timings"]["loss_plot"]`` the loss figure's.
+    in its postfix, the phase and an ETA) on stderr. Every wall time is in ``results["timings"]`` (s):
+    per seed (``seeds["0"]``...) ``setup`` (problem, loss and gradient at theta0), ``hessian0``,
+    ``training``, ``after`` (Hessian at the result, kappa's error, Laplace, files); then
+    ``loss_plot`` and ``total``.
 
     Nothing finished is lost: every file is written atomically (:mod:`invfem.files`), and
     ``results.json`` after each seed. A seed that fails (its problem, theta0, the training) is
@@ -137,10 +138,13 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     # matplotlib's import (~1 s) overlaps the training, which runs in torch with the GIL released
     plotting = threading.Thread(target=_import_plotting, daemon=True)
     plotting.start()
-    runs = []
-    results = {"config": asdict(config), "runs": runs}
+    runs, laps = [], {}
+    results = {"config": asdict(config), "runs": runs, "timings": {"seeds": laps}}
+    start = time.perf_counter()
     for seed in config.seeds:
-        runs.append(_run_seed(config, seed, out, log, progress))
+        clock = _Clock()
+        runs.append(_run_seed(config, seed, out, log, progress, clock))
+        laps[str(seed)] = clock.laps
         write_json(out / "results.json", results)        # after every seed: nothing lost if a later one dies
     clock = _Clock()
     plotting.join()
@@ -152,7 +156,7 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
         results["failures"] = {"loss.png": f"{type(exc).__name__}: {exc}"}
         log(f"loss.png could not be written ({results['failures']['loss.png']})")
     clock.lap("loss_plot")
-    results["timings"] = clock.laps
+    results["timings"].update(loss_plot=clock.laps["loss_plot"], total=round(time.perf_counter() - start, 4))
     write_json(out / "results.json", results)
     failed = [r["seed"] for r in runs if r.get("failed")]
     log(f"results written to {out}/" + (f" ({len(failed)} of {len(runs)} seeds failed: {failed})" if failed else ""))
@@ -169,11 +173,19 @@ def run_failures(results: dict) -> list[str]:
     return lines
 
 
-def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: bool) -> dict:
+def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: bool, clock: "_Clock") -> dict:
     """One seed: its record, or ``{"seed", "failed", "phase", "error"}`` where it could not be trained.
     An invfem error while the first seed's problem is built (the configuration's options, files, sizes) propagates."""
-    clock = _Clock()
     record = {"seed": seed}
+    show = _Progress(config, seed) if progress else _Quiet()
+    try:
+        return _seed_phases(config, seed, out, log, show, clock, record)
+    finally:
+        show.close()
+
+
+def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, clock: "_Clock", record: dict) -> dict:
+    """The phases of one seed (``show`` displays them, ``clock`` times them)."""
     phase, building = "setup", False
     try:
         device = {} if config.device is None else {"device": config.device}
@@ -181,6 +193,7 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
         problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
         _check_before_training(config, problem)
         building = False
+        show.phase("loss and gradient at theta0")
         if not bool(torch.isfinite(problem.theta0).all()):
             raise NonFiniteError(f"theta0 of {problem.name} (seed {seed}) holds NaN or inf")
         f0, g0 = value_and_grad(problem.loss, problem.theta0)
@@ -194,22 +207,20 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
             phase = "Hessian at theta0"
+            show.phase(f"start Hessian ({problem.n_params} x {problem.n_params})")
             summary = hessian_summary(exact_hessian.function(problem.theta0))
             record["hessian0"] = summary
             log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
-                f"{summary['n_positive']} positive / {summary['n_negative']} negative, asymmetry {summary['symmetry_error']:.1e}")
+                f"{sign_counts(summary)}, asymmetry {summary['symmetry_error']:.1e}")
             clock.lap("hessian0")
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
         phase = "training"
+        show.phase(config.method)
         dense = METHODS[config.method].derivatives == "hessian"
-        bar = _IterationBar(METHODS[config.method].options, config, seed) if progress else None
-        try:
-            result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
-                              hess=exact_hessian.function if dense else None, bounds=problem.bounds, callback=bar,
-                              residual=problem.residual, residual_jacobian=problem.solver_jacobian)
-        finally:
-            if bar is not None:
-                bar.close()
+        result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
+                          hess=exact_hessian.function if dense else None, bounds=problem.bounds,
+                          callback=show if isinstance(show, _Progress) else None,
+                          residual=problem.residual, residual_jacobian=problem.solver_jacobian)
         clock.lap("training")
     except InvfemError as exc:
         if building and seed == config.seeds[0] and not isinstance(exc, InvalidTrialPoint):
@@ -217,8 +228,8 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
         return _failed(record, phase, exc, log)
     except Exception as exc:  # this seed only (kappa <= 0 at theta0, a singular matrix, ...): the others go on
         return _failed(record, phase, exc, log)
-    log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, "
-        f"|g| = {float(torch.linalg.norm(result.jac)):.3e} ({result.message}), {result.history[-1].get('time', float('nan')):.1f} s")
+    log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, {result.message}, "
+        f"{result.history[-1].get('time', float('nan')):.1f} s")
     record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
                    "message": result.message, "history": result.history})
     failures = {}
@@ -226,14 +237,20 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
         save_torch(out / f"theta_seed{seed}.pt", result.x.cpu())
     except OSError as exc:
         failures[f"theta_seed{seed}.pt"] = f"{type(exc).__name__}: {exc}"
-    record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log, failures))
+    record.update(_after_training(problem, result.x, exact_hessian, config, seed, out, log, failures, show.phase))
     if failures:
         record["failures"] = failures
         for what, error in failures.items():
             log(f"[seed {seed}] {what} failed ({error}); the trained result is kept")
     clock.lap("after")
-    record["timings"] = clock.laps
     return record
+
+
+def sign_counts(summary: dict) -> str:
+    """``65 positive / 60 negative / 796 zero (|lambda| <= 1e-06 lambda_max) of 921``."""
+    n = summary["n_positive"] + summary["n_negative"] + summary["n_zero"]
+    return (f"{summary['n_positive']} positive / {summary['n_negative']} negative / {summary['n_zero']} zero "
+            f"(|lambda| <= {summary['eps']:g} |lambda|_max) of {n}")
 
 
 def _failed(record: dict, phase: str, exc: Exception, log) -> dict:
@@ -269,28 +286,66 @@ class _Clock:
         self.laps[name], self._last = round(now - self._last, 4), now
 
 
-class _IterationBar:
-    """A tqdm bar of a run's iterations (the minimize callback; never stops the run)."""
+class _Progress:
+    """One tqdm line per seed on stderr: the phase (setup, start Hessian, training with its
+    iteration count, loss, |g| and ETA, end Hessian, Laplace, files), redrawn at least once a
+    second by a background thread, so that a long Hessian or Laplace phase shows its elapsed
+    time instead of a frozen line. Also the minimize callback (it never stops the run)."""
 
-    def __init__(self, options_class, config: ExperimentConfig, seed: int):
+    def __init__(self, config: ExperimentConfig, seed: int):
+        self.config, self.seed, self.bar = config, seed, None
+        self._last = time.perf_counter()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+
+    def _open(self) -> None:
+        """The bar, shown from the first phase after the problem is built (a config error prints alone)."""
         from tqdm import tqdm
 
         from invfem.optim.options import parse_options
-        total = getattr(parse_options(config.method, options_class, config.options), "maxiter", None)
-        self.bar = tqdm(total=total, desc=f"seed {seed} {config.method}", unit="it", leave=False, mininterval=0.5)
+        options = parse_options(self.config.method, METHODS[self.config.method].options, self.config.options)
+        self.bar = tqdm(total=getattr(options, "maxiter", None), desc=f"seed {self.seed}", unit="it", leave=False,
+                        mininterval=0.2)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self.bar.refresh()
+
+    def phase(self, name: str) -> None:
+        """Show that ``name`` is running now."""
+        if self.bar is None:
+            self._open()
+        self.bar.set_description_str(f"seed {self.seed}: {name}", refresh=True)
 
     def __call__(self, state) -> bool:
         self.bar.n = state["iter"]
         self.bar.set_postfix(loss=f"{state['f']:.3e}", g=f"{state['gnorm']:.2e}", refresh=False)
-        self.bar.refresh() if self.bar.n % 10 == 0 else None
+        now = time.perf_counter()
+        if now - self._last >= 0.5:
+            self.bar.refresh()
+            self._last = now
         return False
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self._stop.set()
+            self._ticker.join()
+            self.bar.close()
+
+
+class _Quiet:
+    """The progress interface with nothing shown (``--quiet``)."""
+
+    def phase(self, name: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config: ExperimentConfig, seed: int,
-                    out: Path, log, failures: dict) -> dict:
+                    out: Path, log, failures: dict, phase=lambda name: None) -> dict:
     """The exact Hessian's spectrum at the result, the error of kappa, Laplace bands, and the files.
     Each phase that fails is named in ``failures`` (phase -> error) and the others still run."""
     record = {}
@@ -304,19 +359,21 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
 
     h = None
     if config.hessian_at_end or config.laplace_samples:
+        phase(f"end Hessian ({problem.n_params} x {problem.n_params})")
         h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
     if config.hessian_at_end and h is not None:
         summary = attempt("Hessian at the result", lambda: hessian_summary(h))
         if summary is not None:
             record["hessian_end"] = summary
             log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, "
-                f"{summary['lambda_max']:.3e}], {summary['n_positive']} positive / {summary['n_negative']} negative")
+                f"{summary['lambda_max']:.3e}], {sign_counts(summary)}")
     error = attempt("kappa error", lambda: kappa_error(problem, theta))
     if error is not None:
         record["kappa_error"] = error
         log(f"[seed {seed}] relative L2 error of kappa: {error:.3e}")
     posterior = None
     if config.laplace_samples and h is not None:
+        phase(f"Laplace ({config.laplace_samples} samples)")
         posterior = attempt("Laplace", lambda: laplace(problem, theta, n_samples=config.laplace_samples, seed=seed,
                                                        hessian=h))
     if posterior is not None:
@@ -332,6 +389,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
         log(f"[seed {seed}] Laplace (alpha = {posterior.alpha:g}{clipped}): mean width of the 95% band of kappa "
             f"{summary['band_width_linearized_mean']:.3e} linearized{covered('linearized')}; "
             f"{summary['band_width_mean']:.3e} from {config.laplace_samples} samples{covered('samples')}")
+    phase("files")
     files = write_outputs(problem, theta, out, seed, posterior, failures=failures)
     record["files"] = [p.name for p in files]
     return record

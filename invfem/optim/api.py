@@ -26,7 +26,7 @@ from invfem.optim.least_squares import (LeastSquaresOptions, ResidualOracle, _au
                                         matrix_free, run_least_squares)
 from invfem.optim.oracle import Oracle
 from invfem.optim.result import OptimizeResult
-from invfem.optim.trust_region import STATUS_MESSAGES, STATUS_ROUNDOFF, LoopSettings, trust_region
+from invfem.optim.trust_region import STATUS_ROUNDOFF, LoopSettings, status_message, trust_region
 from invfem.runtime import reuse_freed_memory
 
 
@@ -158,8 +158,8 @@ def minimize(fun, x0, method: str = "trust-exact", bounds=None, options=None, ca
     # machine (L-BFGS-B measured 27 ms/iteration instead of 5 on 2 cores), so OpenBLAS gets one.
     with threadpool_limits(limits=spec.host_blas_threads, user_api="blas"):
         x, f, g, status, history = _run(spec, opts, oracle, x0, bounds, callback, checkpoint, resume, method)
-    message = STATUS_MESSAGES.get(status) or _EXTRA_STATUS[status]
     optimality = history[-1]["gnorm"]
+    message = status_message(status, optimality, opts, _EXTRA_STATUS)
     return OptimizeResult(x=torch.as_tensor(x, device=device), fun=float(f), jac=torch.as_tensor(g, device=device),
                           nit=len(history) - 1,
                           nfev=oracle.nfev, njev=oracle.njev, nhev=oracle.nhev, status=status, message=message,

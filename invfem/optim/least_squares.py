@@ -31,7 +31,7 @@ from invfem.optim.lsq_steps import LSMR_DEFAULTS, MODELS, strictly_feasible
 from invfem.optim.oracle import CountedOracle
 from invfem.optim.options import _count, _positive, _tolerance
 from invfem.optim.result import OptimizeResult
-from invfem.optim.trust_region import STATUS_MESSAGES, LoopSettings, all_finite, trust_region
+from invfem.optim.trust_region import LoopSettings, all_finite, status_message, trust_region
 from invfem.runtime import reuse_freed_memory
 
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
@@ -406,7 +406,7 @@ def solve(fun, x0, jac, bounds, method: str, opts: LeastSquaresOptions, value_sc
                           optimality=history[-1]["gnorm"] / value_scale,
                           active_mask=active_constraints(x, lower, upper, opts.xtol), nfev=oracle.nfev,
                           njev=oracle.njev, nhev=0, nit=len(history) - 1, status=scipy_status,
-                          message=STATUS_MESSAGES[status], success=scipy_status > 0, history=history, method=label)
+                          message=status_message(status, history[-1]["gnorm"] / value_scale, opts), success=scipy_status > 0, history=history, method=label)
 
 
 __all__ = ["LeastSquaresOptions", "ResidualOracle", "least_squares", "robust_loss", "solve"]

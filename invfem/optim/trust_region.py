@@ -52,6 +52,24 @@ STATUS_MESSAGES = {
     14: "the model proposes no step (zero or singular curvature) with the gradient above gtol",
 }
 
+def status_message(status: int, gnorm: float, options=None, extra: dict | None = None) -> str:
+    """The stop reason in words, with the numbers that say how far from converged a run is:
+    ``iteration budget used (maxiter = 500): |g| = 2.6e-05, 26x gtol = 1e-06`` rather than
+    "maximum number of iterations reached", which reads as a failure of the method."""
+    gtol, maxiter = getattr(options, "gtol", None), getattr(options, "maxiter", None)
+    ratio = gnorm / gtol if gtol else 0.0
+    above = (f", {ratio:.0f}x gtol = {gtol:g}" if gtol and ratio >= 100 else
+             f", {ratio:.3g}x gtol = {gtol:g}" if gtol and gnorm > gtol else
+             f", below gtol = {gtol:g}" if gtol else "")
+    if status == 0:
+        return f"converged: |g| = {gnorm:.3g}" + (f" below gtol = {gtol:g}" if gtol else "")
+    if status == 1:
+        budget = f" (maxiter = {maxiter})" if maxiter is not None else ""
+        return f"iteration budget used{budget}: |g| = {gnorm:.3g}{above}"
+    base = STATUS_MESSAGES.get(status) or (extra or {}).get(status) or f"status {status}"
+    return f"{base}; |g| = {gnorm:.3g}{above}"
+
+
 STATUS_ROUNDOFF = 8
 #: the model's predicted change is at f's round-off below this multiple of eps |f|
 ROUNDOFF = 100 * np.finfo(np.float64).eps
