@@ -54,6 +54,16 @@ def network(opts, n_in: int, n_points: int) -> MLP:
     return MLP(widths, activation=opts.activation, positivity=opts.positivity, shift=opts.shift)
 
 
+def _expected_misfit(misfit) -> dict:
+    """``misfit_expected`` (N/2, the mean of (1/2) sum ((Bu - d)/sigma)^2 at the truth) and
+    ``n_observations`` where the misfit is weighted by a known sigma; only the count otherwise."""
+    if misfit is None:
+        return {}
+    n = int(misfit.observation.n)
+    weighted = torch.is_tensor(misfit.weight)          # ObservationMisfit.gaussian: 1 / (2 sigma^2) per row
+    return {"n_observations": n, **({"misfit_expected": n / 2} if weighted else {})}
+
+
 def _where(points: torch.Tensor):
     return lambda q: f"x = ({float(points[q, 0]):.4g}, {float(points[q, 1]):.4g})"
 
@@ -100,7 +110,7 @@ def build_poisson(opts: PoissonOptions, seed: int = 0, name: str = "poisson") ->
         solve_true = lambda kappa: system.solve(stiffness.values(kappa(points)), load, u_d)
     source_q = source(points[:, 0], points[:, 1]) + 0 * points[:, 0]
     obs = _data.steady(opts, space, solve_true, residual, source_q)
-    info.update(observed_dofs=obs.dofs, observation_points=obs.points)
+    info.update(observed_dofs=obs.dofs, observation_points=obs.points, **_expected_misfit(obs.misfit))
     if residual:
         return _residual_poisson(opts, space, stiffness, mlp, obs, seed, info, name)
     if by_state:
@@ -172,7 +182,7 @@ def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
                        fields=lambda theta: {"times": times, "u_obs": obs.u_full,
                                              "kappa": mlp(theta, space.dof_coordinates).detach()})
     structure = CoefficientLoss(mlp, points, PositiveCoefficient(TrajectoryLoss(stepper, u0, obs.misfit), _where(points)))
-    info.update(solver=stepper.system.solver)
+    info.update(solver=stepper.system.solver, **_expected_misfit(obs.misfit))
 
     def fields(theta):
         with torch.no_grad():

@@ -33,6 +33,7 @@ from invfem.files import check_writable
 from invfem.resources import check_dense_hessian
 from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir,
                                       save_torch, write_json)
+from invfem.experiment.stopping import DiscrepancyStop
 from invfem.experiment.study import StudyConfig, study_from_dict
 
 PROGRESS_SECONDS = 1.0           # how often a running run reports its iteration
@@ -51,7 +52,8 @@ def _fingerprint(study: dict, spec: dict, seed: int) -> str:
     run stopped by a ``time_limit`` or ``stop_loss`` is not finished for a study without them
     (they enter only where set, so records written before they counted stay valid)."""
     stops = {name: value for name, value in (("time_limit", spec.get("time_limit")),
-                                             ("stop_loss", study.get("stop_loss"))) if value is not None}
+                                             ("stop_loss", study.get("stop_loss")),
+                                             ("stop", study.get("stop"))) if value is not None}
     key = json.dumps([study["problem"], study["problem_options"], study["device"], spec["method"], spec["options"],
                       seed] + ([spec["stages"]] if spec.get("stages") else []) + ([stops] if stops else []),
                      sort_keys=True, default=str)
@@ -97,6 +99,7 @@ class _Tracker:
         self.diagnostics, self.pending, self.time_limit = diagnostics, pending, time_limit
         self.stopped_by_time = False
         self.reached_stop_loss = False
+        self.discrepancy = DiscrepancyStop(problem, study.stop["discrepancy"]) if study.stop else None
         self._last_progress = 0.0
 
     def point(self, k: int, theta: torch.Tensor) -> None:
@@ -144,6 +147,8 @@ class _Tracker:
             return True
         if self.study.stop_loss is not None and state["f"] <= self.study.stop_loss:
             self.reached_stop_loss = True
+            return True
+        if self.discrepancy is not None and self.discrepancy(state):
             return True
         return False
 
@@ -258,6 +263,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
         message = f"wall-time limit of {spec.time_limit:g} s reached"
     elif tracker.reached_stop_loss:
         message = f"loss <= stop_loss {study.stop_loss:g} reached"
+    elif tracker.discrepancy is not None and tracker.discrepancy.reached:
+        message = tracker.discrepancy.message
     record = {"label": label, "method": spec.method, "options": spec.options, "seed": seed,
               "problem": study.problem, "problem_options": study.problem_options, "fingerprint": fingerprint,
               "status": int(result.status),
@@ -265,6 +272,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
               "gnorm": float(result.optimality), "nit": int(result.nit), "nfev": int(result.nfev),
               "njev": int(result.njev), "nhev": int(result.nhev), "wall_time": float(result.history[-1]["time"]),
               "resumed": resumed, "notes": notes, "history": result.history}
+    if tracker.discrepancy is not None:
+        record["discrepancy"] = tracker.discrepancy.summary()
     if spec.stages:
         record["stages"] = result.stages
     record["diagnostics"] = {"points": tracker.diagnostics,

@@ -44,7 +44,9 @@ class ExperimentConfig:
     After training, ``hessian_at_end`` records the spectrum of the exact Hessian at the
     result (sign counts as at theta0), and ``laplace_samples > 0`` draws that many samples
     of the Laplace posterior (:func:`invfem.diagnostics.laplace`) for kappa's mean and 95%
-    bands. ``problem_options`` are checked against the problem before any work.
+    bands. ``problem_options`` are checked against the problem before any work. ``stop:
+    discrepancy`` (or ``{discrepancy: tau}``) ends the training at the discrepancy level of the
+    data (:mod:`invfem.experiment.stopping`).
     """
 
     problem: str
@@ -57,10 +59,13 @@ class ExperimentConfig:
     laplace_samples: int = 0
     hessian_chunk: int | None = None
     device: str | None = None
+    stop: object = None
     output: str = "results"
 
     def __post_init__(self):
         check_problem(self.problem)
+        from invfem.experiment.stopping import check_stop
+        object.__setattr__(self, "stop", check_stop(self.stop))
         object.__setattr__(self, "seeds", check_seeds(self.seeds))
         for name in ("hessian_at_start", "hessian_at_end"):
             if not isinstance(getattr(self, name), bool):

@@ -18,6 +18,7 @@ from invfem.errors import ConfigError, InvalidTrialPoint, InvfemError, NonFinite
 from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
+from invfem.experiment.stopping import DiscrepancyStop, chain
 from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
@@ -217,9 +218,10 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         phase = "training"
         show.phase(config.method)
         dense = METHODS[config.method].derivatives == "hessian"
+        stopper = DiscrepancyStop(problem, config.stop["discrepancy"]) if config.stop else None
         result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
                           hess=exact_hessian.function if dense else None, bounds=problem.bounds,
-                          callback=show if isinstance(show, _Progress) else None,
+                          callback=chain(show if isinstance(show, _Progress) else None, stopper),
                           residual=problem.residual, residual_jacobian=problem.solver_jacobian)
         clock.lap("training")
     except InvfemError as exc:
@@ -228,10 +230,13 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         return _failed(record, phase, exc, log)
     except Exception as exc:  # this seed only (kappa <= 0 at theta0, a singular matrix, ...): the others go on
         return _failed(record, phase, exc, log)
-    log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, {result.message}, "
+    message = stopper.message if stopper is not None and stopper.reached else result.message
+    log(f"[seed {seed}] {config.method}: {result.nit} iterations, loss {result.fun:.6e}, {message}, "
         f"{result.history[-1].get('time', float('nan')):.1f} s")
     record.update({"method": config.method, "loss": result.fun, "nit": result.nit, "status": result.status,
-                   "message": result.message, "history": result.history})
+                   "message": message, "history": result.history})
+    if stopper is not None:
+        record["discrepancy"] = stopper.summary()
     failures = {}
     try:
         save_torch(out / f"theta_seed{seed}.pt", result.x.cpu())
@@ -268,6 +273,8 @@ def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
                                       ("laplace_samples", bool(config.laplace_samples))) if asked]
     if dense:
         check_dense_hessian(problem.n_params, " and ".join(dense))
+    if config.stop:
+        DiscrepancyStop(problem, config.stop["discrepancy"])        # the data must say their noise level
     if config.laplace_samples and float(problem.info.get("regularization", 0.0) or 0.0) == 0.0:
         raise ConfigError(f"laplace_samples: {config.laplace_samples} needs a prior, but {problem.name} has "
                           "regularization 0 (the misfit Hessian of a network with more parameters than data is "

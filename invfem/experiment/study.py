@@ -58,7 +58,9 @@ class StudyConfig:
     ``maxiter``, ``time_limit``: the default budget of every run; ``checkpoint_every``
     (iterations) and ``checkpoint_seconds``: how often a run saves its state;
     ``diagnostics_every``: every so many iterations the exact Hessian's spectrum, the step
-    angles, kappa's error and the saturation are recorded (0: only at the end); ``stop_loss``:
+    angles, kappa's error and the saturation are recorded (0: only at the end); ``stop``:
+    ``discrepancy`` or ``{discrepancy: tau}`` ends each run at the data's discrepancy level
+    (:mod:`invfem.experiment.stopping`); ``stop_loss``:
     a run stops once its loss is at or below it (reference 001: 1e-6); ``eps``: the
     sign-count threshold (eps lambda_max); ``loss_threshold``: for the time-to-threshold
     column of the report; ``activation_point``: where activation histograms are taken;
@@ -80,6 +82,7 @@ class StudyConfig:
     eps: float = 1e-6
     loss_threshold: float = 1e-6
     stop_loss: float | None = None
+    stop: object = None
     activation_point: tuple = (0.5, 0.5)
     executor: str = "serial"
     workers: int = 1
@@ -111,6 +114,8 @@ class StudyConfig:
                                            or not isinstance(self.stop_loss, (int, float))
                                            or math.isnan(self.stop_loss)):
             raise ConfigError(f"stop_loss must be a number or null, got {self.stop_loss!r}")
+        from invfem.experiment.stopping import check_stop
+        object.__setattr__(self, "stop", check_stop(self.stop))
         if self.executor not in ("serial", "processes", "dask"):
             raise ConfigError(f"executor must be one of ['dask', 'processes', 'serial'], got {self.executor!r}")
         if self.threads_per_run is not None and (not _is_int(self.threads_per_run) or self.threads_per_run < 1):
