@@ -223,7 +223,7 @@ def test_problem_from_a_user_file_through_the_cli(tmp_path, coefficient_input, c
     config = tmp_path / "run.yaml"
     out = tmp_path / "out"
     config.write_text(f"problem: my_problem.py\nproblem_options: {{refine: 1, coefficient_input: {coefficient_input}}}\n"
-                      f"options: {{maxiter: 30}}\nlaplace_samples: 20\noutput: {out}\n")
+                      f"options: {{maxiter: 200}}\nlaplace_samples: 20\noutput: {out}\n")
     assert main(["run", str(config)]) == 0
     assert "Laplace" in capsys.readouterr().out
     run = json.loads((out / "results.json").read_text())["runs"][0]

@@ -26,6 +26,19 @@ with how often they contain the true law. Without sigma the misfit is the refere
 i.e. the likelihood of noise with variance 1/2: the bands then show the shape of the
 uncertainty, not calibrated error bars.
 
+Both bands are formed where the network is linear in its output, before the positivity
+transform (softplus, exp, square) of an :class:`~invfem.nn.MLP`: with ``z = N_theta(x)`` and
+``kappa = phi(z) + shift``, the linearized predictive ``z* + J_z (theta - theta*)`` is Gaussian,
+its 95% band ``z* -+ 1.96 std_z`` is mapped through ``phi`` (monotone: the band of kappa), and
+the samples are that predictive's draws pushed through ``phi``. So the bands stay inside
+kappa's range (positive under softplus) and always contain kappa_theta* (the image of z*).
+``samples_nonlinear`` keeps the draws of theta pushed through the whole network, for
+comparison: with directions the data do not see they can spread far from kappa_theta* (the
+issue that made them the bands before). At a point that is not a local minimum (the loss's
+Hessian has eigenvalues below ``-eps lambda_max``) there is no Laplace posterior:
+:class:`NotAMinimumError`. ``effective_dimension`` is ``sum lambda_i / (lambda_i + 2 alpha)``,
+the number of directions the data inform.
+
 hIPPYlib builds this posterior for FEM parameter fields, laplace-torch for networks with
 Gauss–Newton curvature and no PDE; here H is the exact Hessian of the PDE-coupled loss.
 """
@@ -36,7 +49,11 @@ from dataclasses import dataclass
 
 import torch
 
-from invfem.errors import ConfigError
+from invfem.errors import ConfigError, InvfemError
+
+
+class NotAMinimumError(InvfemError, ValueError):
+    """Laplace asked at a point whose Hessian has clearly negative eigenvalues: no posterior there."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,9 +69,13 @@ class LaplaceResult:
     alpha : the prior weight of ``alpha ||theta||^2``.
     points : where kappa was evaluated (``(n, 2)`` points for kappa(x), ``(n,)`` values for kappa(u)).
     kappa_map : kappa at ``theta``; ``samples`` ``(n_samples, n)`` kappa of the theta samples.
-    mean, std, lower, upper : pointwise sample mean, standard deviation and 2.5% / 97.5% quantiles.
-    std_linearized, lower_linearized, upper_linearized : the linearized predictive's standard
-        deviation and ``kappa_map -+ 1.96 std_linearized``.
+    mean, std, lower, upper : pointwise sample mean, standard deviation and 2.5% / 97.5% quantiles
+        of the samples (the linearized predictive of the network's output, through its positivity).
+    std_linearized : the standard deviation of kappa's linearized predictive ``sqrt(diag(J Sigma J^T))``.
+    lower_linearized, upper_linearized : the linearized 95% band, formed before the positivity
+        transform and mapped through it (``kappa_map -+ 1.96 std_linearized`` without one).
+    effective_dimension : ``sum lambda_i / (lambda_i + 2 alpha)`` over the clipped misfit eigenvalues.
+    samples_nonlinear : ``(n_samples, n)`` the theta samples pushed through the whole network.
     """
 
     theta: torch.Tensor
@@ -71,14 +92,10 @@ class LaplaceResult:
     lower: torch.Tensor
     upper: torch.Tensor
     std_linearized: torch.Tensor
-
-    @property
-    def lower_linearized(self) -> torch.Tensor:
-        return self.kappa_map - 1.96 * self.std_linearized
-
-    @property
-    def upper_linearized(self) -> torch.Tensor:
-        return self.kappa_map + 1.96 * self.std_linearized
+    lower_linearized: torch.Tensor
+    upper_linearized: torch.Tensor
+    effective_dimension: float
+    samples_nonlinear: torch.Tensor
 
     @property
     def band_width(self) -> torch.Tensor:
@@ -87,8 +104,8 @@ class LaplaceResult:
 
     @property
     def band_width_linearized(self) -> torch.Tensor:
-        """The width of the linearized 95% band, ``2 * 1.96 * std_linearized``."""
-        return 3.92 * self.std_linearized
+        """The width of the linearized 95% band (``2 * 1.96 * std_linearized`` without a positivity transform)."""
+        return self.upper_linearized - self.lower_linearized
 
     def coverage(self, kappa_true: torch.Tensor) -> dict:
         """The fraction of the points where each 95% band contains ``kappa_true`` (at the same points)."""
@@ -100,6 +117,8 @@ class LaplaceResult:
         """Plain numbers for a results file: clipping, prior, band widths (and their coverage of
         ``kappa_true`` at :attr:`points`, when given)."""
         out = {"n_samples": int(self.samples.shape[0]), "alpha": self.alpha, "n_clipped": self.n_clipped,
+               "effective_dimension": self.effective_dimension, "n_params": int(self.theta.numel()),
+               "contains_kappa_map": bool(((self.lower <= self.kappa_map) & (self.kappa_map <= self.upper)).all()),
                "most_negative": self.most_negative, "lambda_max": float(self.eigenvalues[-1]),
                "band_width_mean": float(self.band_width.mean()), "band_width_max": float(self.band_width.max()),
                "band_width_linearized_mean": float(self.band_width_linearized.mean()),
@@ -124,13 +143,15 @@ def _default_points(problem, theta: torch.Tensor) -> torch.Tensor:
 
 
 def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, points=None, alpha: float | None = None,
-            hessian: torch.Tensor | None = None) -> LaplaceResult:
+            hessian: torch.Tensor | None = None, eps: float = 1e-6) -> LaplaceResult:
     """The Laplace posterior of ``problem``'s network at ``theta`` and kappa's bands.
 
     ``alpha`` defaults to the problem's ``regularization`` (``info``); ``hessian`` is the exact
     Hessian of ``problem.loss`` at ``theta`` when already computed (else ``problem.hessian``).
     ``points``: where to evaluate kappa (default: one value per dof — at the dof coordinates for
-    kappa(x), at the dof values of u_theta for kappa(u)). A singular misfit Hessian with ``alpha = 0`` has no proper posterior: an error.
+    kappa(x), at the dof values of u_theta for kappa(u)). A singular misfit Hessian with ``alpha = 0`` has no proper posterior: an error; so
+    has a point that is not a local minimum (:class:`NotAMinimumError`: the loss's Hessian has an
+    eigenvalue below ``-eps lambda_max``; smaller negative ones, round-off of a minimum, are clipped).
     """
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ConfigError(f"laplace: n_samples must be an integer >= 2, got {n_samples!r}")
@@ -147,6 +168,13 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     if alpha == 0 and bool(precision.min() <= 1e-12 * precision.max().clamp(min=1e-300)):
         raise ConfigError("laplace: the misfit Hessian is singular and there is no prior (regularization: 0); "
                           "set regularization > 0 for a proper posterior")
+    full = lam + 2.0 * alpha                              # the loss's Hessian: misfit and prior
+    cut = eps * float(full.abs().max())
+    if bool((full < -cut).any()):
+        k = int((full < -cut).sum())
+        raise NotAMinimumError(f"laplace: theta is not a local minimum: {k} eigenvalue(s) of the Hessian below "
+                               f"-{eps:g} lambda_max (most negative {float(full[0]):.3e}, lambda_max "
+                               f"{float(full[-1]):.3e}); no posterior there: train further (or to a minimum)")
     scale = precision.rsqrt()
     covariance = (vectors * scale**2) @ vectors.T
     gen = torch.Generator().manual_seed(int(seed))
@@ -155,13 +183,41 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
                                                                                       device=theta.device)
     inputs = points[:, None] if points.ndim == 1 else points
+    raw, output = _link(problem.kappa)
     with torch.no_grad():
         kappa_map = problem.kappa(theta, inputs)
-        samples = torch.stack([problem.kappa(t, inputs) for t in thetas])
-    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)           # (n, P)
+        samples_nonlinear = torch.stack([problem.kappa(t, inputs) for t in thetas])
+        z_map = raw(theta, inputs)
+    jacobian_z = torch.func.jacrev(lambda t: raw(t, inputs))(theta)                     # (n, P)
+    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)
     std_linearized = ((jacobian @ vectors) * scale).norm(dim=1)
+    std_z = ((jacobian_z @ vectors) * scale).norm(dim=1)
+    lower_linearized, upper_linearized = _interval(output, z_map - 1.96 * std_z, z_map + 1.96 * std_z)
+    with torch.no_grad():
+        samples = output(z_map + (thetas - theta) @ jacobian_z.T)                       # the linearized predictive
     quantiles = torch.quantile(samples, torch.tensor([0.025, 0.975], dtype=samples.dtype, device=samples.device), dim=0)
+    effective = float((lam.clamp(min=0) / precision).sum())
     return LaplaceResult(theta=theta, covariance=covariance, eigenvalues=lam, n_clipped=n_clipped,
                          most_negative=float(lam[0].clamp(max=0)), alpha=alpha, points=points, kappa_map=kappa_map,
                          samples=samples, mean=samples.mean(0), std=samples.std(0), lower=quantiles[0],
-                         upper=quantiles[1], std_linearized=std_linearized)
+                         upper=quantiles[1], std_linearized=std_linearized, lower_linearized=lower_linearized,
+                         upper_linearized=upper_linearized, effective_dimension=effective,
+                         samples_nonlinear=samples_nonlinear)
+
+
+def _link(kappa):
+    """``(raw, output)`` with ``kappa(theta, x) == output(raw(theta, x))``: an MLP's output before
+    its positivity transform, and the transform; the identity for any other law."""
+    if hasattr(kappa, "raw") and hasattr(kappa, "output"):
+        return kappa.raw, kappa.output
+    return kappa, lambda z: z
+
+
+def _interval(output, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image of ``[low, high]`` under ``output``: its ends for a monotone map; for one that
+    is not (``square``), the minimum over an interval holding its turning point is taken there."""
+    a, b = output(low), output(high)
+    lower, upper = torch.minimum(a, b), torch.maximum(a, b)
+    turning = output(torch.zeros_like(low))
+    straddles = (low < 0) & (high > 0)
+    return torch.where(straddles, torch.minimum(lower, turning), lower), upper

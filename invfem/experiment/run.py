@@ -16,6 +16,7 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError, InvalidTrialPoint, InvfemError, NonFiniteError
 from invfem.diagnostics import kappa_error, laplace, spectrum
+from invfem.diagnostics.laplace import NotAMinimumError
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
 from invfem.experiment.stopping import DiscrepancyStop, chain
@@ -381,8 +382,15 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     posterior = None
     if config.laplace_samples and h is not None:
         phase(f"Laplace ({config.laplace_samples} samples)")
-        posterior = attempt("Laplace", lambda: laplace(problem, theta, n_samples=config.laplace_samples, seed=seed,
-                                                       hessian=h))
+
+        def posterior_or_warning():
+            try:
+                return laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h)
+            except NotAMinimumError as exc:   # a saddle or an unfinished run: no bands, said plainly
+                record["laplace"] = {"skipped": str(exc)}
+                log(f"[seed {seed}] warning: no Laplace bands: {exc}")
+                return None
+        posterior = attempt("Laplace", posterior_or_warning)
     if posterior is not None:
         true = None
         if problem.kappa_true is not None:
@@ -393,7 +401,8 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
                    f"(most negative {posterior.most_negative:.2e})" if posterior.n_clipped else "")
         covered = lambda kind: f", contains the true kappa at {100 * summary['coverage'][kind]:.0f}% of the dofs" \
             if true is not None else ""
-        log(f"[seed {seed}] Laplace (alpha = {posterior.alpha:g}{clipped}): mean width of the 95% band of kappa "
+        log(f"[seed {seed}] Laplace (alpha = {posterior.alpha:g}{clipped}; {posterior.effective_dimension:.1f} of "
+            f"{problem.n_params} directions informed by the data): mean width of the 95% band of kappa "
             f"{summary['band_width_linearized_mean']:.3e} linearized{covered('linearized')}; "
             f"{summary['band_width_mean']:.3e} from {config.laplace_samples} samples{covered('samples')}")
     phase("files")

@@ -252,6 +252,11 @@ class MLP:
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Network output ``(n,)`` at points ``x`` of shape ``(n, widths[0])`` (``(n, widths[-1])``
         for several outputs)."""
+        return self.phi.value(self.raw(theta, x)) + self.shift
+
+    def raw(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output before the positivity transform and the shift: ``N_theta(x)``, so that
+        ``self(theta, x) == self.output(self.raw(theta, x))``."""
         if x.ndim == 1 and self.widths[0] == 1:
             x = x.unsqueeze(-1)
         if x.ndim != 2 or x.shape[1] != self.widths[0]:
@@ -262,6 +267,8 @@ class MLP:
             a = self.sigma.value(torch.addmm(b, a, w.T))
         w, b = layers[-1]
         y = torch.addmm(b, a, w.T)
-        if self.widths[-1] == 1:
-            y = y.squeeze(-1)
-        return self.phi.value(y) + self.shift
+        return y.squeeze(-1) if self.widths[-1] == 1 else y
+
+    def output(self, z: torch.Tensor) -> torch.Tensor:
+        """``positivity(z) + shift``: the map from :meth:`raw` to kappa."""
+        return self.phi.value(z) + self.shift
