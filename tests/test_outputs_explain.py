@@ -80,7 +80,7 @@ def test_reprs_are_short():
     from invfem.law import LearnedLaw
 
     p = load_problem("poisson_fem", n=3)
-    assert repr(p) == "Problem('poisson_fem', 921 parameters, n_dofs 16, n_quad 54, residual yes, structured Hessian yes)"
+    assert repr(p) == "Problem('poisson_fem', 921 parameters, n_dofs 16, n_quad 54, n_observations 4, residual yes, structured Hessian yes)"
     assert repr(LearnedLaw(p.kappa, p.theta0, "x")) == \
         "LearnedLaw(kappa(x), widths [2, 20, 20, 20, 1], tanh, 921 parameters on cpu)"
 
