@@ -5,7 +5,8 @@
   (cos theta1, cos theta2), :func:`loss_profile`, :func:`eigen_profiles`;
 - the network: :func:`magnitudes` (|weight| CDFs), :func:`activation_histograms`,
   :func:`saturation`;
-- uncertainty: :func:`laplace` (the Laplace posterior from the exact Hessian);
+- uncertainty: :func:`laplace` (the Laplace posterior from the exact Hessian), :func:`identifiability`
+  (what of kappa the data determine, from the same Hessian);
 - reference 002's regression view: :func:`basis_functions`, :func:`orthogonality`,
   :func:`gradient_split`, :func:`output_coefficients`, :func:`trivial_verdict`.
 """
@@ -14,9 +15,10 @@ from invfem.diagnostics.basis import (basis_functions, gradient_split, orthogona
                                      trivial_verdict)
 from invfem.diagnostics.curvature import eigen_profiles, loss_profile, spectrum, step_angles
 from invfem.diagnostics.errors import kappa_error, law_points, network_loss
+from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import LaplaceResult, laplace
 from invfem.diagnostics.network import activation_histograms, hidden_activations, magnitudes, saturation
 
 __all__ = ["LaplaceResult", "activation_histograms", "basis_functions", "gradient_split", "orthogonality",
-           "output_coefficients", "trivial_verdict", "eigen_profiles", "hidden_activations", "kappa_error", "laplace",
+           "output_coefficients", "trivial_verdict", "eigen_profiles", "hidden_activations", "identifiability", "kappa_error", "laplace",
            "law_points", "loss_profile", "magnitudes", "network_loss", "saturation", "spectrum", "step_angles"]

@@ -16,6 +16,7 @@ import torch
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError, InvalidTrialPoint, InvfemError, NonFiniteError
 from invfem.diagnostics import kappa_error, laplace, spectrum
+from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import NotAMinimumError
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import write_outputs
@@ -375,6 +376,14 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
             record["hessian_end"] = summary
             log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, "
                 f"{summary['lambda_max']:.3e}], {sign_counts(summary)}")
+    if h is not None and problem.info.get("space") is not None:
+        phase("identifiability")
+        found = attempt("identifiability", lambda: identifiability(problem, theta, hessian=h))
+        if found is not None:
+            record["identifiability"] = found
+            log(f"[seed {seed}] identifiability: {found['summary']}")
+            for warning in found["warnings"]:
+                log(f"[seed {seed}] warning: {warning}")
     error = attempt("kappa error", lambda: kappa_error(problem, theta))
     if error is not None:
         record["kappa_error"] = error

@@ -1,0 +1,92 @@
+"""Identifiability from the exact Hessian: which changes of kappa the data determine.
+
+At the result theta*, the misfit's exact Hessian ``H = Hess L - 2 alpha I`` measures how the
+data respond to a change of theta. A change ``d kappa`` of the law at the evaluation points
+(the dofs for kappa(x), the nodal values of u for kappa(u)) is reached by the network through
+its Jacobian ``J = d kappa / d theta``: ``d kappa = J v``. Per unit of ``|d kappa|^2`` the data
+see it with the curvature
+
+    s(d kappa) = v^T H v / |d kappa|^2,   v = J^+ d kappa  (the smallest such v),
+
+i.e. the Rayleigh quotient of ``M = J^+T H J^+`` on the range of ``J``. ``s`` near zero
+against the largest, ``s_max = lambda_max(M)``, means the data do not determine
+that change (``s / s_max`` below :data:`CHANGE_TOL`; ``M`` is formed on the directions the
+network makes well, singular values of ``J`` above :data:`RCOND` times the largest): reported
+for the two changes that defeat a conductivity law most often,
+
+- ``scale``: kappa -> c kappa (``d kappa = kappa``): data that do not involve a flux with a
+  known source (Dirichlet data only, no source) see only ratios of kappa;
+- ``shift``: kappa -> kappa + c (``d kappa = 1``);
+
+with how much of each change the network can make at all (``representable``: the fraction of
+``|d kappa|`` in the range of ``J``), and the data-informed directions of theta (eigenvalues
+of ``H`` above ``eps lambda_max``) and of kappa (those of ``M`` above ``eps s_max``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from invfem.diagnostics.laplace import _default_points
+
+#: singular values of J below RCOND times the largest are directions the network barely makes: left out of M
+RCOND = 1e-3
+
+#: a change whose curvature is below this fraction of the largest is not determined by the data (measured: an
+#: exact invariance, kappa -> c kappa with Dirichlet data only, gives ~5e-7 through the truncation at RCOND; the
+#: same change with a source ~0.7)
+CHANGE_TOL = 1e-4
+
+#: the changes of kappa checked by name: d kappa as a function of kappa_theta* at the points
+CHANGES = {"scale": ("kappa -> c kappa", lambda kappa: kappa),
+           "shift": ("kappa -> kappa + c", lambda kappa: torch.ones_like(kappa))}
+
+
+def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None, points=None,
+                    eps: float = 1e-6) -> dict:
+    """What the data at ``theta`` determine of kappa (see the module docstring).
+
+    Returns ``n_params``, ``n_informed`` (theta directions the data inform), ``kappa_informed``
+    (kappa directions at the points), per change in :data:`CHANGES` its ``curvature_ratio``
+    ``s / s_max``, ``representable`` and ``determined``; ``warnings`` (one line per change the
+    data do not determine) and ``summary`` (a sentence)."""
+    theta = theta.detach()
+    h = problem.hessian(theta) if hessian is None else hessian
+    alpha = float(problem.info.get("regularization", 0.0) or 0.0)
+    n = theta.numel()
+    misfit_h = 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(n, dtype=h.dtype, device=h.device)
+    lam = torch.linalg.eigvalsh(misfit_h)
+    lam_max = float(lam.abs().max())
+    n_informed = int((lam > eps * lam_max).sum())
+    points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
+                                                                                      device=theta.device)
+    inputs = points[:, None] if points.ndim == 1 else points
+    with torch.no_grad():
+        kappa = problem.kappa(theta, inputs)
+    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)           # (m, P)
+    u, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
+    keep = s > RCOND * s.max()
+    u, s, vh = u[:, keep], s[keep], vh[keep]
+    reduced = (vh @ misfit_h @ vh.T) / s[:, None] / s[None, :]                        # M on range(J), U coordinates
+    reduced = 0.5 * (reduced + reduced.T)
+    mu = torch.linalg.eigvalsh(reduced)
+    s_max = float(mu.abs().max()) if mu.numel() else 0.0
+    out = {"n_params": n, "n_informed": n_informed, "eps": eps, "n_points": int(kappa.numel()),
+           "kappa_rank": int(keep.sum()), "kappa_informed": int((mu > eps * s_max).sum()), "changes": {}}
+    warnings = []
+    for name, (words, change) in CHANGES.items():
+        d = change(kappa)
+        c = u.T @ d
+        representable = float(c.norm() / d.norm())
+        ratio = float(c @ reduced @ c / (c @ c)) / s_max if s_max > 0 and float(c @ c) > 0 else 0.0
+        determined = ratio > CHANGE_TOL
+        out["changes"][name] = {"change": words, "curvature_ratio": ratio, "representable": representable,
+                                "determined": determined}
+        if not determined and representable > 0.5:
+            warnings.append(f"the data do not determine {words} (curvature {ratio:.1e} of the largest, below "
+                            f"{CHANGE_TOL:g}): the learned law is fixed there by the start point and the prior only")
+    out["warnings"] = warnings
+    out["summary"] = (f"{n_informed} of {n} parameter directions and {out['kappa_informed']} of {out['kappa_rank']} "
+                      f"directions of kappa the network can change are informed by the data" +
+                      ("; " + "; ".join(warnings) if warnings else "; scaling and shifts of kappa are determined"))
+    return out
