@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from invfem.diagnostics.laplace import _default_points
+from invfem.diagnostics.laplace import _default_points, misfit_hessian
 
 #: singular values of J below RCOND times the largest are directions the network barely makes: left out of M
 RCOND = 1e-3
@@ -51,10 +51,8 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
     ``s / s_max``, ``representable`` and ``determined``; ``warnings`` (one line per change the
     data do not determine) and ``summary`` (a sentence)."""
     theta = theta.detach()
-    h = problem.hessian(theta) if hessian is None else hessian
-    alpha = float(problem.info.get("regularization", 0.0) or 0.0)
     n = theta.numel()
-    misfit_h = 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(n, dtype=h.dtype, device=h.device)
+    misfit_h = misfit_hessian(problem, theta, hessian)
     lam = torch.linalg.eigvalsh(misfit_h)
     lam_max = float(lam.abs().max())
     n_informed = int((lam > eps * lam_max).sum())

@@ -159,10 +159,8 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     if alpha < 0:
         raise ConfigError(f"laplace: alpha must be >= 0, got {alpha}")
     theta = theta.detach()
-    h = problem.hessian(theta) if hessian is None else hessian
     n = theta.numel()
-    misfit_h = 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(n, dtype=h.dtype, device=h.device)
-    lam, vectors = torch.linalg.eigh(misfit_h)
+    lam, vectors = torch.linalg.eigh(misfit_hessian(problem, theta, hessian, alpha))
     n_clipped = int((lam < 0).sum())
     precision = lam.clamp(min=0) + 2.0 * alpha
     if alpha == 0 and bool(precision.min() <= 1e-12 * precision.max().clamp(min=1e-300)):
@@ -203,6 +201,16 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
                          upper=quantiles[1], std_linearized=std_linearized, lower_linearized=lower_linearized,
                          upper_linearized=upper_linearized, effective_dimension=effective,
                          samples_nonlinear=samples_nonlinear)
+
+
+def misfit_hessian(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None,
+                   alpha: float | None = None) -> torch.Tensor:
+    """The exact Hessian of the data misfit at ``theta``: the loss's (``hessian``, else
+    ``problem.hessian``), symmetrized, less the prior's ``2 alpha I`` (``alpha`` defaults to the
+    problem's ``regularization``)."""
+    h = problem.hessian(theta) if hessian is None else hessian
+    alpha = float(problem.info.get("regularization", 0.0) or 0.0) if alpha is None else float(alpha)
+    return 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
 
 
 def _link(kappa):
