@@ -25,6 +25,7 @@ import time
 import torch
 from torch.func import vmap
 
+from invfem.files import save_figure
 from invfem.derivatives import hessian, hvp, symmetry_error, value_and_grad
 from invfem.problems.poisson_fem import make_problem
 from _timing import interleaved
@@ -109,7 +110,7 @@ def plot(rows, path):
     ax.set_title("poisson_fem, 921-parameter MLP: one exact Hessian")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from invfem.files import save_figure  # noqa: E402
 from invfem.experiment.records import run_dir  # noqa: E402
 from invfem.experiment.report import load_records, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
@@ -95,7 +96,7 @@ def figures(rows: list[dict], folder: Path) -> None:
         ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.legend(title="hatched: budget hit first", fontsize=8, title_fontsize=8)
-    fig.savefig(folder / "iterations_time.png", dpi=110)
+    save_figure(fig, folder / "iterations_time.png", dpi=110)
     plt.close(fig)
 
     fig, axes = plt.subplots(2, (len(targets) + 1) // 2, figsize=(14, 6.5), constrained_layout=True, squeeze=False)
@@ -110,7 +111,7 @@ def figures(rows: list[dict], folder: Path) -> None:
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("iteration")
         ax.legend(fontsize=8)
-    fig.savefig(folder / "loss_first500.png", dpi=110)
+    save_figure(fig, folder / "loss_first500.png", dpi=110)
     plt.close(fig)
 
     fig, axes = plt.subplots(2, (len(targets) + 1) // 2, figsize=(14, 6.5), constrained_layout=True, squeeze=False)
@@ -123,7 +124,7 @@ def figures(rows: list[dict], folder: Path) -> None:
                 ax.plot(r["grid"], r["fit"], "--", color=colors[m], lw=1.5, label=f"{m} (test {r['test_error']:.1e})")
         ax.set_title(t, fontsize=10)
         ax.legend(fontsize=7)
-    fig.savefig(folder / "fits.png", dpi=110)
+    save_figure(fig, folder / "fits.png", dpi=110)
     plt.close(fig)
 
 

@@ -26,6 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from invfem.files import save_figure
 from invfem.diagnostics import trivial_verdict
 from invfem.diagnostics.basis import basis_functions, orthogonality
 from invfem.experiment.records import run_dir
@@ -87,7 +88,7 @@ def basis_figure(folder: Path, labels: tuple[str, str], seed: int, path: Path) -
                          fontsize=9)
         row[2].set_xlabel("index")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

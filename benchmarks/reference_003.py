@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from invfem.files import save_figure  # noqa: E402
 from invfem.experiment.records import run_dir  # noqa: E402
 from invfem.experiment.report import load_records, median_range, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
@@ -63,7 +64,7 @@ def figures(output: Path, study: dict, records: list[dict], folder: Path) -> Non
         ax.set_xlabel(name)
         ax.set_ylabel("loss (mean of squares)")
         ax.legend(fontsize=8)
-    fig.savefig(folder / "loss.png", dpi=110)
+    save_figure(fig, folder / "loss.png", dpi=110)
     plt.close(fig)
 
     seed = min(r["seed"] for r in records)
@@ -89,7 +90,7 @@ def figures(output: Path, study: dict, records: list[dict], folder: Path) -> Non
     axes[2].set_xlabel("u1")
     axes[2].set_ylabel("u2")
     axes[2].set_title("phase plane", fontsize=10)
-    fig.savefig(folder / "fits.png", dpi=110)
+    save_figure(fig, folder / "fits.png", dpi=110)
     plt.close(fig)
 
 

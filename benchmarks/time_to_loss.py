@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from invfem.files import save_figure
 from invfem.optim import METHODS, minimize
 
 BUDGETS = {"trust-exact": 1000, "trust-krylov": 2000, "trust-ncg": 2000, "l-bfgs-b": 50000, "bfgs": 50000,
@@ -98,7 +99,7 @@ def plot(runs, path, title, target):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{title}: exact-Hessian trust region against quasi-Newton baselines", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":
