@@ -58,6 +58,11 @@ class Problem:
                 f"structured Hessian {'yes' if self.structure is not None else 'no'})")
 
     @property
+    def regularization(self) -> float:
+        """The prior weight alpha of ``alpha ||theta||^2`` in the loss (``info["regularization"]``; 0 if none)."""
+        return float(self.info.get("regularization", 0.0) or 0.0)
+
+    @property
     def n_params(self) -> int:
         return int(self.theta0.shape[0])
 

@@ -155,7 +155,7 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     """
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ConfigError(f"laplace: n_samples must be an integer >= 2, got {n_samples!r}")
-    alpha = float(problem.info.get("regularization", 0.0) if alpha is None else alpha)
+    alpha = float(problem.regularization if alpha is None else alpha)
     if alpha < 0:
         raise ConfigError(f"laplace: alpha must be >= 0, got {alpha}")
     theta = theta.detach()
@@ -181,15 +181,14 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
                                                                                       device=theta.device)
     inputs = points[:, None] if points.ndim == 1 else points
-    raw, output = _link(problem.kappa)
+    raw, output, slope = _link(problem.kappa)
     with torch.no_grad():
         kappa_map = problem.kappa(theta, inputs)
         samples_nonlinear = torch.stack([problem.kappa(t, inputs) for t in thetas])
         z_map = raw(theta, inputs)
     jacobian_z = torch.func.jacrev(lambda t: raw(t, inputs))(theta)                     # (n, P)
-    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)
-    std_linearized = ((jacobian @ vectors) * scale).norm(dim=1)
     std_z = ((jacobian_z @ vectors) * scale).norm(dim=1)
+    std_linearized = slope(z_map).abs() * std_z                    # d kappa / d theta = phi'(z) J_z, pointwise
     lower_linearized, upper_linearized = _interval(output, z_map - 1.96 * std_z, z_map + 1.96 * std_z)
     with torch.no_grad():
         samples = output(z_map + (thetas - theta) @ jacobian_z.T)                       # the linearized predictive
@@ -209,16 +208,17 @@ def misfit_hessian(problem, theta: torch.Tensor, hessian: torch.Tensor | None = 
     ``problem.hessian``), symmetrized, less the prior's ``2 alpha I`` (``alpha`` defaults to the
     problem's ``regularization``)."""
     h = problem.hessian(theta) if hessian is None else hessian
-    alpha = float(problem.info.get("regularization", 0.0) or 0.0) if alpha is None else float(alpha)
+    alpha = float(problem.regularization if alpha is None else alpha)
     return 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
 
 
 def _link(kappa):
-    """``(raw, output)`` with ``kappa(theta, x) == output(raw(theta, x))``: an MLP's output before
-    its positivity transform, and the transform; the identity for any other law."""
+    """``(raw, output, slope)`` with ``kappa(theta, x) == output(raw(theta, x))`` and ``slope`` the
+    derivative of ``output``: an MLP's output before its positivity transform, the transform and
+    its derivative; the identity for any other law."""
     if hasattr(kappa, "raw") and hasattr(kappa, "output"):
-        return kappa.raw, kappa.output
-    return kappa, lambda z: z
+        return kappa.raw, kappa.output, lambda z: kappa.phi.derivatives(z)[0]
+    return kappa, lambda z: z, torch.ones_like
 
 
 def _interval(output, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -277,7 +277,7 @@ def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
         check_dense_hessian(problem.n_params, " and ".join(dense))
     if config.stop:
         DiscrepancyStop(problem, config.stop["discrepancy"])        # the data must say their noise level
-    if config.laplace_samples and float(problem.info.get("regularization", 0.0) or 0.0) == 0.0:
+    if config.laplace_samples and problem.regularization == 0.0:
         raise ConfigError(f"laplace_samples: {config.laplace_samples} needs a prior, but {problem.name} has "
                           "regularization 0 (the misfit Hessian of a network with more parameters than data is "
                           "singular: no posterior); give it a prior (regularization > 0: problem_options.regularization of "

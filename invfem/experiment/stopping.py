@@ -48,7 +48,7 @@ class DiscrepancyStop:
                               "sigma column in the observation file, observations.sigma, or synthetic noise_kind: "
                               "gaussian); without it the misfit has no expected value")
         self.tau, self.level = float(tau), float(tau) ** 2 * float(expected)
-        self.alpha = float(problem.info.get("regularization", 0.0) or 0.0)
+        self.alpha = problem.regularization
         self.reached, self.iteration, self.misfit = False, None, None
 
     def misfit_of(self, f: float, x: torch.Tensor) -> float:
