@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,15 +54,21 @@ def nodal_observation(dofs) -> LinearObservation:
 @dataclass(frozen=True)
 class ObservationData:
     """Rows of an observation file: ``points (n, 2)``, ``values (n,)``, optional ``sigma (n,)``
-    and ``times (n,)`` (transient), the file they came from, and ``lines``: each row's line in
-    the file (CSV; None for NPZ, whose rows are numbered from 1)."""
+    and ``times (n,)`` (transient), the file they came from, and whether it is a CSV (whose
+    messages name file lines; NPZ rows are numbered from 1)."""
 
     points: np.ndarray
     values: np.ndarray
     sigma: np.ndarray | None
     times: np.ndarray | None
     source: str
-    lines: np.ndarray | None = None
+    csv: bool = False
+
+    @cached_property
+    def lines(self) -> np.ndarray | None:
+        """Each row's line in the CSV file (None for NPZ): the file is read again for it, only
+        when a message asks (a valid file is read once)."""
+        return _data_lines(Path(self.source), self.values.shape[0]) if self.csv else None
 
     def where(self, row: int) -> str:
         """``"FILE: line 12"`` (CSV) or ``"FILE: row 12"`` (NPZ) for the 0-based ``row``."""
@@ -82,7 +89,7 @@ def read_observations(path, transient: bool = False) -> ObservationData:
     if not path.is_file():
         raise ConfigError(f"observation file not found: {path}")
     required = ("t", "x", "y", "u") if transient else ("x", "y", "u")
-    columns, lines = _read_columns(path)
+    columns, csv = _read_columns(path)
     missing = [c for c in required if c not in columns]
     if missing:
         raise ConfigError(f"{path}: missing column(s) {missing}; found {sorted(columns)} (need {list(required)}"
@@ -91,27 +98,27 @@ def read_observations(path, transient: bool = False) -> ObservationData:
     table = np.stack([columns[c] for c in wanted], axis=1)
     if table.shape[0] == 0:
         raise ConfigError(f"{path}: no observations")
-    where = lambda row: f"{path}: line {int(lines[row])}" if lines is not None else f"{path}: row {row + 1}"
+    sigma = table[:, len(required)] if "sigma" in columns else None
+    offset = 1 if transient else 0
+    data = ObservationData(points=table[:, offset:offset + 2], values=table[:, offset + 2], sigma=sigma,
+                           times=table[:, 0] if transient else None, source=str(path), csv=csv)
     bad = ~np.isfinite(table)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ConfigError(f"{where(row)}: {wanted[col]} is {table[row, col]} (every value must be finite)")
-    sigma = table[:, len(required)] if "sigma" in columns else None
+        raise ConfigError(f"{data.where(row)}: {wanted[col]} is {table[row, col]} (every value must be finite)")
     if sigma is not None and (sigma <= 0).any():
         row = int(np.flatnonzero(sigma <= 0)[0])
-        raise ConfigError(f"{where(row)}: sigma is {sigma[row]} (must be > 0)")
-    offset = 1 if transient else 0
-    return ObservationData(points=table[:, offset:offset + 2], values=table[:, offset + 2], sigma=sigma,
-                           times=table[:, 0] if transient else None, source=str(path), lines=lines)
+        raise ConfigError(f"{data.where(row)}: sigma is {sigma[row]} (must be > 0)")
+    return data
 
 
-def _read_columns(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """The file's columns as float64 arrays, and each row's line number (CSV)."""
+def _read_columns(path: Path) -> tuple[dict[str, np.ndarray], bool]:
+    """The file's columns as float64 arrays, and whether it is a CSV."""
     if path.suffix.lower() == ".npz":
-        return _read_npz(path), None
+        return _read_npz(path), False
     if path.suffix.lower() not in (".csv", ".txt"):
         raise ConfigError(f"{path}: observation files are .csv or .npz, got {path.suffix!r}")
-    return _read_csv(path)
+    return _read_csv(path), True
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -135,7 +142,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _read_csv(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
     try:
         with open(path, encoding="utf-8-sig") as f:          # -sig: a byte-order mark is not part of the first name
             header = f.readline()
@@ -156,13 +163,10 @@ def _read_csv(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
                           "or give an .npz") from None
     except ValueError:
         raise ConfigError(_first_bad_cell(path, names)) from None
-    lines = _data_lines(path, rows.shape[0])
     if rows.size and rows.shape[1] != len(names):
-        raise ConfigError(f"{path}: line {int(lines[0])}: {rows.shape[1]} values but the header names "
+        raise ConfigError(f"{path}: line {int(_data_lines(path, 1)[0])}: {rows.shape[1]} values but the header names "
                           f"{len(names)} columns {names}")
-    columns = {name: rows[:, i] for i, name in enumerate(names)} if rows.size else \
-        {name: np.zeros(0) for name in names}
-    return columns, lines
+    return {name: rows[:, i] for i, name in enumerate(names)} if rows.size else {name: np.zeros(0) for name in names}
 
 
 def _data_lines(path: Path, n_rows: int) -> np.ndarray:
