@@ -8,7 +8,7 @@ import pytest
 from invfem.errors import ConfigError
 from invfem.experiment import compare, load_study
 from invfem.experiment.config import read_yaml
-from invfem.experiment.records import save_torch, write_json
+from invfem.files import save_torch, write_json
 
 STUDY = """
 problem: poisson_fem

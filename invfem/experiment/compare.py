@@ -29,10 +29,9 @@ import torch
 
 from invfem.derivatives import value_and_grad
 from invfem.errors import ConfigError
-from invfem.files import check_writable
+from invfem.files import check_writable, save_torch, write_json
 from invfem.resources import check_dense_hessian
-from invfem.experiment.records import (CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir,
-                                      save_torch, write_json)
+from invfem.experiment.records import CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir
 from invfem.experiment.stopping import DiscrepancyStop
 from invfem.experiment.study import StudyConfig, study_from_dict
 

@@ -37,13 +37,7 @@ def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=No
     written = []
 
     def attempt(name: str, write):
-        try:
-            result = write()
-        except Exception as exc:  # a writer or the field evaluation: keep the other files, say which failed
-            if failures is None:
-                raise
-            failures[name] = f"{type(exc).__name__}: {exc}"
-            return None
+        result = attempt_or_record(failures, name, write)
         if isinstance(result, Path):
             written.append(result)
         return result
@@ -76,6 +70,18 @@ def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=No
     attempt(f"kappa_seed{seed}.png",
             lambda: plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state_of(fields), laplace))
     return written
+
+
+def attempt_or_record(failures: dict | None, name: str, work):
+    """``work()``; where it raises, ``failures[name] = "Error: message"`` and None (the other
+    outputs still get made), or the exception itself when ``failures`` is None."""
+    try:
+        return work()
+    except Exception as exc:  # one output or post-training phase: keep the rest, say which failed
+        if failures is None:
+            raise
+        failures[name] = f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def state_of(fields: dict) -> torch.Tensor | None:

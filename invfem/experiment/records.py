@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from invfem.errors import FolderInUse, InvfemError
-from invfem.files import save_torch, umask, write_json  # noqa: F401  (re-exported: the study's writers)
+from invfem.files import umask
 
 
 class CorruptRecord(InvfemError):
@@ -153,7 +153,7 @@ def read_json(path) -> dict:
 
 
 def load_torch(path) -> dict:
-    """A checkpoint saved by :func:`save_torch` (plain types and tensors only); CorruptRecord when unreadable."""
+    """A checkpoint saved by :func:`invfem.files.save_torch` (plain types and tensors only); CorruptRecord when unreadable."""
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

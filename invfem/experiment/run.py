@@ -19,7 +19,7 @@ from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import NotAMinimumError
 from invfem.experiment.config import ExperimentConfig
-from invfem.experiment.outputs import write_outputs
+from invfem.experiment.outputs import attempt_or_record, write_outputs
 from invfem.experiment.stopping import DiscrepancyStop, chain
 from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.optim import METHODS, minimize
@@ -358,13 +358,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     """The exact Hessian's spectrum at the result, the error of kappa, Laplace bands, and the files.
     Each phase that fails is named in ``failures`` (phase -> error) and the others still run."""
     record = {}
-
-    def attempt(phase: str, work):
-        try:
-            return work()
-        except Exception as exc:  # after the training: keep what was trained, say what failed
-            failures[phase] = f"{type(exc).__name__}: {exc}"
-            return None
+    attempt = lambda name, work: attempt_or_record(failures, name, work)
 
     h = None
     if config.hessian_at_end or config.laplace_samples:
