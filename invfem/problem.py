@@ -62,6 +62,20 @@ class Problem:
         """The prior weight alpha of ``alpha ||theta||^2`` in the loss (``info["regularization"]``; 0 if none)."""
         return float(self.info.get("regularization", 0.0) or 0.0)
 
+    def state_values(self, theta: torch.Tensor) -> torch.Tensor:
+        """The nodal values of u that kappa(u) is evaluated at: ``u_theta`` of :attr:`fields` (the
+        observed full field for residual losses), all experiments' concatenated for a joint
+        problem (:func:`invfem.joint.joint_problem`)."""
+        experiments = self.info.get("experiments")
+        if experiments:
+            return torch.cat([e["problem"].state_values(theta) for e in experiments])
+        if self.fields is None:
+            from invfem.errors import ConfigError
+            raise ConfigError(f"problem {self.name!r} has no fields: give the u values to evaluate kappa(u) at")
+        with torch.no_grad():
+            fields = self.fields(theta)
+        return fields.get("u_theta", fields.get("u_obs")).reshape(-1)
+
     @property
     def n_params(self) -> int:
         return int(self.theta0.shape[0])

@@ -33,7 +33,7 @@ from torch.func import grad, jvp, vmap
 from invfem.derivatives import hessian as generic_hessian
 from invfem.errors import NonPositiveCoefficientError
 from invfem.derivatives import value_and_grad
-from invfem.linalg.jacobian import JacobianOperator
+from invfem.linalg.jacobian import JacobianOperator, as_dense
 from invfem.nn.hessian import DEFAULT_CHUNK, NetworkJacobian, network_terms, supports_fast_hessian
 
 HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
@@ -243,6 +243,50 @@ class RegularizedLoss:
         """``[J; alpha^1/2 I]``: the prior's rows below the structure's Jacobian."""
         eye = torch.eye(jac.shape[1], dtype=jac.dtype, device=jac.device).mul_(math.sqrt(self.alpha))
         return torch.cat([jac, eye])
+
+
+@dataclass(frozen=True, eq=False)
+class WeightedSum:
+    """``sum_i w_i L_i(theta)``: structured losses of one parameter vector (several experiments
+    on one law, :func:`invfem.joint.joint_problem`).
+
+    Its exact Hessian is ``sum_i w_i H_i`` (each term by its own structure: one factorization
+    per experiment); as a sum of squares its residual stacks ``w_i^1/2 r_i`` and its Jacobian
+    ``w_i^1/2 J_i``.
+    """
+
+    terms: tuple
+    weights: tuple
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        return sum(w * term(theta) for w, term in zip(self.weights, self.terms))
+
+    @property
+    def supported(self) -> bool:
+        return all(getattr(term, "supported", False) for term in self.terms)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        total = None
+        for w, term in zip(self.weights, self.terms):
+            h = term.hessian(theta).mul_(w)
+            total = h if total is None else total.add_(h)
+        return total
+
+    @property
+    def has_residual(self) -> bool:
+        return all(has_residual(term) for term in self.terms)
+
+    def residual(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.cat([math.sqrt(w) * term.residual(theta) for w, term in zip(self.weights, self.terms)])
+
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        return torch.cat([math.sqrt(w) * term.jacobian(theta) for w, term in zip(self.weights, self.terms)])
+
+    def jacobian_operator(self, theta: torch.Tensor) -> torch.Tensor:
+        """The stacked Jacobian, formed (each term's operator or matrix made dense, then stacked)."""
+        parts = [as_dense((getattr(term, "jacobian_operator", None) or term.jacobian)(theta))
+                 for term in self.terms]
+        return torch.cat([math.sqrt(w) * j for w, j in zip(self.weights, parts)])
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,6 +14,8 @@ trial point); residual losses involve no solve and stay defined for any kappa.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from invfem.errors import ConfigError
@@ -22,6 +24,7 @@ from invfem.fem.heat import HeatStepper, TrajectoryLoss
 from invfem.fem.nonlinear import NewtonStateLoss, NonlinearPoisson
 from invfem.fem.residual import LinearResidualLoss
 from invfem.fem.stationary import LinearStateLoss
+from invfem.joint import joint_problem
 from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.resources import check_memory, network_memory
@@ -88,8 +91,28 @@ def _kappa_true(opts, coefficient_input):
     return None if law is None else _data.kappa_function(law, coefficient_input)
 
 
+def build_experiments(build, opts, seed: int, name: str) -> Problem:
+    """``experiments:``: each experiment built as its own problem (its source, dirichlet,
+    observations; the shared mesh, network and seed), joined into one
+    (:func:`invfem.joint.joint_problem`) with the top-level prior; an error names the experiment."""
+    problems = []
+    for k, e in enumerate(opts.experiments):
+        changes = {"experiments": None, "observations": e.observations, "regularization": 0.0}
+        changes.update({key: getattr(e, key) for key in ("source", "dirichlet", "u0")
+                        if getattr(e, key) is not None and hasattr(opts, key)})
+        try:
+            problems.append(build(replace(opts, **changes), seed, name=f"{name}:{e.name}"))
+        except ConfigError as exc:
+            raise ConfigError(f"experiments[{k}] ({e.name}): {exc}") from None
+    return joint_problem(problems, [e.weight for e in opts.experiments], [e.name for e in opts.experiments],
+                         regularization=opts.regularization, name=name)
+
+
 def build_poisson(opts: PoissonOptions, seed: int = 0, name: str = "poisson") -> Problem:
-    """-div(kappa grad u) = f with kappa_theta(x) or kappa_theta(u), FEM-coupled or residual loss."""
+    """-div(kappa grad u) = f with kappa_theta(x) or kappa_theta(u), FEM-coupled or residual loss
+    (one experiment, or the joint problem of ``experiments``)."""
+    if opts.experiments is not None:
+        return build_experiments(build_poisson, opts, seed, name)
     space, u_d = space_and_dirichlet(opts)
     stiffness = stiffness_map(space)
     source = _data.field_function(opts.source)
@@ -156,7 +179,10 @@ def _steady_fields(structure, space, mlp, theta, obs, by_state) -> dict:
 
 
 def build_heat(opts: HeatOptions, seed: int = 0, name: str = "heat") -> Problem:
-    """u_t = div(kappa_theta(x) grad u) + f by the theta-scheme, FEM-coupled or residual loss."""
+    """u_t = div(kappa_theta(x) grad u) + f by the theta-scheme, FEM-coupled or residual loss
+    (one experiment, or the joint problem of ``experiments``)."""
+    if opts.experiments is not None:
+        return build_experiments(build_heat, opts, seed, name)
     space, u_d = space_and_dirichlet(opts)
     check_memory(f"n_steps: {opts.n_steps} (states of {space.n_dofs} dofs)",
                  4 * 8.0 * (opts.n_steps + 1) * space.n_dofs, "fewer steps or a coarser mesh")

@@ -9,7 +9,7 @@ and, for unknown keys, listing the valid ones. Formulas (``source``, ``kappa_tru
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from invfem.errors import ConfigError
@@ -196,10 +196,71 @@ def dirichlet_spec(value, where: str, variables=("x", "y")):
 
 
 @dataclass(frozen=True)
-class CommonOptions:
-    """Options of both builders (see :class:`PoissonOptions` and :class:`HeatOptions`)."""
+class ExperimentOptions:
+    """One experiment of ``experiments:`` (several loadings of one specimen, one law): its own
+    ``observations`` (required), ``source`` and ``dirichlet`` (and ``u0`` for heat; each
+    defaults to the problem's top-level value), its loss ``weight`` (default 1) and ``name``
+    (default ``experiment<k>``; it names the experiment's output files)."""
 
     observations: object
+    source: object = None
+    dirichlet: object = None
+    u0: object = None
+    weight: float = 1.0
+    name: str | None = None
+
+    def __post_init__(self):
+        _number("weight", self.weight, 0, strict=True)
+        if self.name is not None and not isinstance(self.name, str):
+            raise ConfigError(f"name must be a string, got {self.name!r}")
+
+
+def experiments_spec(value, where: str, variables, heat: bool) -> tuple:
+    """The parsed ``experiments:`` list: each entry's options checked (its formulas and its
+    observations as for a single problem), defaults named ``experiment<k>``, and synthetic data
+    without a ``data_seed`` drawn with seed k - 1 (independent noise per experiment)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of experiments ({{observations: ..., source: ..., "
+                          f"dirichlet: ...}}), got {value!r}")
+    out, names = [], set()
+    for k, entry in enumerate(value):
+        at = f"{where}[{k}]"
+        if isinstance(entry, dict):
+            entry = dict(entry)
+            obs = entry.get("observations")
+            if isinstance(obs, dict) and set(obs) == {"synthetic"} and isinstance(obs["synthetic"], dict) \
+                    and "data_seed" not in obs["synthetic"]:
+                entry["observations"] = {"synthetic": {**obs["synthetic"], "data_seed": k}}
+            if not heat and "u0" in entry:
+                raise ConfigError(f"{at}: u0 is an option of heat experiments only")
+        e = parse(ExperimentOptions, entry, at)
+        name = e.name if e.name is not None else f"experiment{k + 1}"
+        if name in names:
+            raise ConfigError(f"{at}.name: {name!r} names two experiments")
+        names.add(name)
+        space_vars = ("x", "y")
+        changes = {"name": name, "observations": observations(e.observations, f"{at}.observations",
+                                                              variables)}
+        if e.source is not None:
+            changes["source"] = formula(f"{at}.source", e.source, ("x", "y", "t") if heat else space_vars)
+        if e.dirichlet is not None:
+            changes["dirichlet"] = dirichlet_spec(e.dirichlet, f"{at}.dirichlet")
+        if e.u0 is not None:
+            changes["u0"] = formula(f"{at}.u0", e.u0, space_vars)
+        out.append(replace(e, **changes))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """Options of both builders (see :class:`PoissonOptions` and :class:`HeatOptions`).
+
+    ``observations`` for one experiment, or ``experiments``: a list of
+    :class:`ExperimentOptions` (their own source, dirichlet, observations; one law fitted to
+    all, the loss their weighted sum)."""
+
+    observations: object = None
+    experiments: object = None
     mesh: object = field(default_factory=lambda: {"unit_square": {"n": 10}})
     order: int = 1
     network: NetworkOptions = field(default_factory=NetworkOptions, metadata={"nested": NetworkOptions})
@@ -209,6 +270,21 @@ class CommonOptions:
     regularization: float = 0.0
     backend: str = "auto"
     device: object = None
+
+    def _check_data(self, law_variables, heat: bool):
+        """``observations`` xor ``experiments``, each parsed."""
+        if self.experiments is not None:
+            if self.observations is not None:
+                raise ConfigError("observations: give observations per experiment (experiments[k].observations), "
+                                  "not also at the top level")
+            object.__setattr__(self, "experiments", experiments_spec(self.experiments, "experiments", law_variables,
+                                                                     heat))
+        elif self.observations is None:
+            raise ConfigError("observations: missing (a file, {file: ..., sigma: ...} or {synthetic: ...}; or "
+                              "experiments: a list, each with its observations)")
+        else:
+            object.__setattr__(self, "observations", observations(self.observations, "observations",
+                                                                  law_variables))
 
     def _check_common(self, variables):
         object.__setattr__(self, "mesh", mesh_spec(self.mesh, "mesh"))
@@ -237,8 +313,8 @@ class PoissonOptions(CommonOptions):
     def __post_init__(self):
         _choice("coefficient_input", self.coefficient_input, ("x", "u"))
         self._check_common(("x", "y"))
-        object.__setattr__(self, "observations", observations(
-            self.observations, "observations", ("u",) if self.coefficient_input == "u" else ("x", "y")))
+        law_variables = ("u",) if self.coefficient_input == "u" else ("x", "y")
+        self._check_data(law_variables, heat=False)
         _number("newton_rtol", self.newton_rtol, 0, strict=True)
         _number("newton_maxiter", self.newton_maxiter, 1, integer=True)
 
@@ -257,7 +333,7 @@ class HeatOptions(CommonOptions):
 
     def __post_init__(self):
         self._check_common(("x", "y", "t"))
-        object.__setattr__(self, "observations", observations(self.observations, "observations", ("x", "y")))
+        self._check_data(("x", "y"), heat=True)
         formula("u0", self.u0, ("x", "y"))
         _number("dt", self.dt, 0, strict=True)
         _number("n_steps", self.n_steps, 1, integer=True)

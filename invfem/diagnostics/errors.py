@@ -32,9 +32,7 @@ def law_points(problem, theta: torch.Tensor):
         return problem.info["law_points"]
     space = problem.info["space"]
     if problem.info.get("kappa_input", "x") == "u":
-        with torch.no_grad():
-            fields = problem.fields(theta)
-        u = fields.get("u_theta", fields.get("u_obs"))
+        u = problem.state_values(theta)
         s = torch.linspace(float(u.min()), float(u.max()), 201, dtype=torch.float64, device=theta.device)[:, None]
         return s, torch.ones(s.shape[0], dtype=torch.float64, device=theta.device)
     return space.quadrature_points, space.dx.reshape(-1)

@@ -45,7 +45,7 @@ Gauss–Newton curvature and no PDE; here H is the exact Hessian of the PDE-coup
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -97,6 +97,14 @@ class LaplaceResult:
     effective_dimension: float
     samples_nonlinear: torch.Tensor
 
+    def restricted(self, index) -> "LaplaceResult":
+        """The statistics at ``points[index]`` only (e.g. one experiment's dofs of a joint problem)."""
+        per_point = ("points", "kappa_map", "mean", "std", "lower", "upper", "std_linearized", "lower_linearized",
+                     "upper_linearized")
+        changes = {name: getattr(self, name)[index] for name in per_point}
+        changes.update(samples=self.samples[:, index], samples_nonlinear=self.samples_nonlinear[:, index])
+        return replace(self, **changes)
+
     @property
     def band_width(self) -> torch.Tensor:
         """``upper - lower`` at every point (the width of the sampled 95% band)."""
@@ -133,10 +141,7 @@ def _default_points(problem, theta: torch.Tensor) -> torch.Tensor:
     """kappa(x): the space's dof coordinates; kappa(u): the nodal values of u_theta (both: one value per dof)."""
     space = problem.info.get("space")
     if problem.info.get("kappa_input", "x") == "u":
-        if problem.fields is None:
-            raise ConfigError("laplace: give the u values to evaluate kappa(u) at (points=...)")
-        fields = problem.fields(theta)
-        return fields.get("u_theta", fields.get("u_obs")).reshape(-1)
+        return problem.state_values(theta)
     if space is None:
         raise ConfigError("laplace: the problem has no space in its info; give the points to evaluate kappa at")
     return space.dof_coordinates

@@ -46,30 +46,57 @@ def write_outputs(problem, theta: torch.Tensor, out: Path, seed: int, laplace=No
     if isinstance(problem.kappa, MLP) and problem.kappa.widths[-1] == 1:
         attempt(f"kappa_seed{seed}.pt", lambda: save_kappa(out / f"kappa_seed{seed}.pt", problem.kappa, theta, kind,
                                                           problem=problem.name, seed=seed))
-    space = problem.info.get("space")
-    if problem.fields is None or space is None:
+    experiments = problem.info.get("experiments")
+    if experiments:                   # one set of fields per experiment, one plot of the shared law
+        states, offset = [], 0
+        total = sum(e["problem"].info["space"].n_dofs for e in experiments)
+        for e in experiments:
+            n = e["problem"].info["space"].n_dofs
+            part = laplace
+            if laplace is not None and kind == "u" and laplace.mean.shape == (total,):
+                part = laplace.restricted(slice(offset, offset + n))        # this experiment's u values
+            offset += n
+            done, state = _write_fields(e["problem"], theta, out, f"seed{seed}_{e['name']}", part, attempt)
+            states.append(state)
+        u = torch.cat([s.reshape(-1) for s in states]) if kind == "u" and all(s is not None for s in states) else None
+        if kind == "x" or u is not None:
+            attempt(f"kappa_seed{seed}.png",
+                    lambda: plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, u, laplace))
         return written
-    fields = attempt("fields", lambda: problem.fields(theta))
+    if problem.fields is None or problem.info.get("space") is None:
+        return written
+    done, state = _write_fields(problem, theta, out, f"seed{seed}", laplace, attempt)
+    if done:
+        attempt(f"kappa_seed{seed}.png",
+                lambda: plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state, laplace))
+    return written
+
+
+def _write_fields(problem, theta, out: Path, stem: str, laplace, attempt) -> tuple[bool, torch.Tensor | None]:
+    """``fields_<stem>.vtu`` (heat: the final state, and ``states_<stem>.xdmf``) and
+    ``observations_<stem>.vtu`` of one experiment; returns whether its fields were computed and
+    the nodal state kappa(u) is evaluated at."""
+    kind = problem.info.get("kappa_input", "x")
+    space = problem.info["space"]
+    fields = attempt(f"fields ({stem})", lambda: problem.fields(theta))
     if fields is None:
-        return written
-    nodal = attempt("nodal kappa fields", lambda: _nodal_kappa_fields(problem, theta, fields, kind, laplace)) or {}
+        return False, None
+    nodal = attempt(f"nodal kappa fields ({stem})",
+                    lambda: _nodal_kappa_fields(problem, theta, fields, kind, laplace)) or {}
     points = fields.pop("_points", None)
     fields.pop("kappa", None)
     if "times" in fields:
         times = fields.pop("times")
-        attempt(f"states_seed{seed}.xdmf",                # the states only: kappa & co are in the VTU, once
-                lambda: write_time_series(out / f"states_seed{seed}.xdmf", space, times, fields))
-        attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space,
-                                                           {**{k: v[-1] for k, v in fields.items()}, **nodal}))
+        attempt(f"states_{stem}.xdmf",                # the states only: kappa & co are in the VTU, once
+                lambda: write_time_series(out / f"states_{stem}.xdmf", space, times, fields))
+        attempt(f"fields_{stem}.vtu", lambda: write_vtu(out / f"fields_{stem}.vtu", space,
+                                                       {**{k: v[-1] for k, v in fields.items()}, **nodal}))
     else:
-        attempt(f"fields_seed{seed}.vtu", lambda: write_vtu(out / f"fields_seed{seed}.vtu", space, {**fields, **nodal}))
+        attempt(f"fields_{stem}.vtu", lambda: write_vtu(out / f"fields_{stem}.vtu", space, {**fields, **nodal}))
     if points is not None:
         locations = points.pop("points")
-        attempt(f"observations_seed{seed}.vtu",
-                lambda: write_points(out / f"observations_seed{seed}.vtu", locations, points))
-    attempt(f"kappa_seed{seed}.png",
-            lambda: plot_kappa(out / f"kappa_seed{seed}.png", problem, theta, state_of(fields), laplace))
-    return written
+        attempt(f"observations_{stem}.vtu", lambda: write_points(out / f"observations_{stem}.vtu", locations, points))
+    return True, state_of(fields)
 
 
 def attempt_or_record(failures: dict | None, name: str, work):

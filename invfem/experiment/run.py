@@ -22,6 +22,7 @@ from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import attempt_or_record, write_outputs
 from invfem.experiment.stopping import DiscrepancyStop, chain
 from invfem.files import check_writable, save_figure, save_torch, write_json
+from invfem.joint import experiment_misfits
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
 from invfem.resources import check_dense_hessian
@@ -382,6 +383,12 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     if error is not None:
         record["kappa_error"] = error
         log(f"[seed {seed}] relative L2 error of kappa: {error:.3e}")
+    misfits = attempt("experiments' misfits", lambda: experiment_misfits(problem, theta))
+    if misfits:
+        record["experiments"] = misfits
+        for row in misfits:
+            noise = f" (noise level {row['misfit_expected']:.4g})" if "misfit_expected" in row else ""
+            log(f"[seed {seed}] experiment {row['name']} (weight {row['weight']:g}): misfit {row['misfit']:.4e}{noise}")
     posterior = None
     if config.laplace_samples and h is not None:
         phase(f"Laplace ({config.laplace_samples} samples)")
