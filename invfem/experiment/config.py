@@ -126,11 +126,14 @@ def _resolve_inputs(data: dict, base: Path) -> None:
         return
     if isinstance(options.get("mesh"), str):
         options["mesh"] = _beside(options["mesh"], base)
-    observations = options.get("observations")
-    if isinstance(observations, str):
-        options["observations"] = _beside(observations, base)
-    elif isinstance(observations, dict) and isinstance(observations.get("file"), str):
-        options["observations"] = {**observations, "file": _beside(observations["file"], base)}
+    holders = [options] + [e for e in options.get("experiments") or () if isinstance(e, dict)] \
+        if isinstance(options.get("experiments", []), list) else [options]
+    for holder in holders:                      # the observations of the problem, or of each experiment
+        observations = holder.get("observations")
+        if isinstance(observations, str):
+            holder["observations"] = _beside(observations, base)
+        elif isinstance(observations, dict) and isinstance(observations.get("file"), str):
+            holder["observations"] = {**observations, "file": _beside(observations["file"], base)}
 
 
 #: the most nodes a config may have once its aliases are expanded (a "billion laughs" file of a

@@ -13,6 +13,10 @@ For one seed with parameters ``theta`` (the files are named ``<kind>_seed<k>``):
   static fields are in the VTU. ``meshio.read`` opens single-step files only: read it with
   ``meshio.xdmf.TimeSeriesReader`` (``read_points_cells()``, then ``read_data(k)`` per step);
 - ``kappa_seed<k>.png``: learned vs true kappa (and the band width, with Laplace).
+
+A joint problem of several experiments (:func:`invfem.joint.joint_problem`) writes the
+fields, observation and state files once per experiment, named ``..._seed<k>_<name>``, and
+one ``kappa_seed<k>`` (.pt, .png) for the shared law.
 """
 
 from __future__ import annotations
