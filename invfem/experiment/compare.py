@@ -32,6 +32,7 @@ from invfem.errors import ConfigError
 from invfem.files import check_writable, save_torch, write_json
 from invfem.resources import check_dense_hessian
 from invfem.experiment.records import CorruptRecord, folder_lock, load_torch, read_json, record_problem, run_dir
+from invfem.experiment.regularization import auto_spec, choose_regularization, plot_regularization, with_alpha
 from invfem.experiment.stopping import DiscrepancyStop
 from invfem.experiment.study import StudyConfig, study_from_dict
 
@@ -234,7 +235,12 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
             notes.append(f"{checkpoint_path}: {exc}; started afresh")
             resume, diagnostics, pending, resumed = None, [], None, []
     device = {} if study.device is None else {"device": study.device}
-    problem = load_problem(study.problem, seed=seed, **device, **study.problem_options)
+    options, auto = study.problem_options, auto_spec(study.problem_options)
+    selection = None
+    if auto is not None:               # alpha chosen first (and kept beside the run: a resumed run reuses it)
+        selection = _chosen_regularization(study, spec, seed, folder, fingerprint, auto, device)
+        options = with_alpha(options, selection["chosen"])
+    problem = load_problem(study.problem, seed=seed, **device, **options)
     check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
     exact_hessian = hessian_path(problem, chunk_size=study.hessian_chunk).function
     tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
@@ -273,6 +279,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
               "resumed": resumed, "notes": notes, "history": result.history}
     if tracker.discrepancy is not None:
         record["discrepancy"] = tracker.discrepancy.summary()
+    if selection is not None:
+        record["regularization"] = selection
     if spec.stages:
         record["stages"] = result.stages
     record["diagnostics"] = {"points": tracker.diagnostics,
@@ -286,6 +294,45 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     checkpoint_path.unlink(missing_ok=True)
     (folder / "progress.json").unlink(missing_ok=True)
     return record
+
+
+def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fingerprint: str, auto, device) -> dict:
+    """``regularization: auto`` for one run: alpha chosen by the run's own method
+    (:func:`invfem.experiment.regularization.choose_regularization`), the selection written to
+    ``regularization.json`` (reused by a resumed run with the same settings) and drawn in
+    ``regularization.png``."""
+    from invfem.experiment.run import load_problem
+    from invfem.optim import METHODS, minimize, minimize_chain
+    from invfem.structured import hessian_path
+
+    path = folder / "regularization.json"
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("fingerprint") == fingerprint:
+                return saved["selection"]
+        except (OSError, ValueError, AttributeError):
+            pass                                      # unreadable: chosen again
+
+    def fit(problem, x0):
+        hess = hessian_path(problem, chunk_size=study.hessian_chunk).function
+        common = dict(bounds=problem.bounds, residual=problem.residual, residual_jacobian=problem.solver_jacobian)
+        if spec.stages:
+            return minimize_chain(problem.loss, x0, spec.stages, hess=hess, **common)
+        options = spec.options if auto.maxiter is None else {**spec.options, "maxiter": auto.maxiter}
+        dense = METHODS[spec.method].derivatives == "hessian"
+        return minimize(problem.loss, x0, method=spec.method, options=options, hess=hess if dense else None, **common)
+
+    selection = choose_regularization(
+        lambda alpha: load_problem(study.problem, seed=seed, **device, **with_alpha(study.problem_options, alpha)),
+        fit, auto)
+    try:
+        plot_regularization(folder / "regularization.png", selection, f"{spec.label}, seed {seed}")
+        selection["figure"] = "regularization.png"
+    except Exception as exc:  # the figure only: the choice stands
+        selection["figure_error"] = f"{type(exc).__name__}: {exc}"
+    write_json(path, {"fingerprint": fingerprint, "selection": selection})
+    return selection
 
 
 def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig) -> dict:

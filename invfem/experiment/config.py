@@ -87,8 +87,9 @@ class ExperimentConfig:
         parse_options(self.method, METHODS[self.method].options, self.options)  # fail before any work
         if self.device is not None:
             check_device(self.device)
+        from invfem.experiment.regularization import options_to_check
         from invfem.experiment.run import check_problem_options
-        check_problem_options(self.problem, self.problem_options)
+        check_problem_options(self.problem, options_to_check(self.problem_options))
 
 
 def _is_int(value) -> bool:

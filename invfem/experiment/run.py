@@ -20,6 +20,8 @@ from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import NotAMinimumError
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import attempt_or_record, write_outputs
+from invfem.experiment.regularization import (auto_spec, choose_regularization, plot_regularization, resolve_rule,
+                                               with_alpha)
 from invfem.experiment.stopping import DiscrepancyStop, chain
 from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.joint import experiment_misfits
@@ -190,13 +192,38 @@ def _run_seed(config: ExperimentConfig, seed: int, out: Path, log, progress: boo
 
 def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, clock: "_Clock", record: dict) -> dict:
     """The phases of one seed (``show`` displays them, ``clock`` times them)."""
-    phase, building = "setup", False
+    phase, building, selection_failures = "setup", False, {}
     try:
         device = {} if config.device is None else {"device": config.device}
+        options, auto = config.problem_options, auto_spec(config.problem_options)
         building = True                    # the problem's construction and the checks of the config against it
-        problem = load_problem(config.problem, seed=seed, **device, **config.problem_options)
+        problem = load_problem(config.problem, seed=seed, **device,
+                               **(with_alpha(options, auto.alphas[0]) if auto else options))
         _check_before_training(config, problem)
+        if auto is not None:
+            resolve_rule(auto, problem)            # the rule must apply to these data
         building = False
+        if auto is not None:
+            phase = "choice of the regularization"
+            first = {auto.alphas[0]: problem}
+            build = lambda alpha: first.pop(alpha) if alpha in first else \
+                load_problem(config.problem, seed=seed, **device, **with_alpha(options, alpha))
+            callback = show if isinstance(show, _Progress) else None
+            selection = choose_regularization(build, lambda p, x0: _train(p, config, x0, callback, auto.maxiter), auto,
+                                              log=lambda line: log(f"[seed {seed}] regularization: {line}"),
+                                              phase=show.phase,
+                                              error=kappa_error if problem.kappa_true is not None else None)
+            record["regularization"] = selection
+            log(f"[seed {seed}] regularization: alpha = {selection['chosen']:g}, {selection['reason']} "
+                f"({len(selection['alphas'])} fits, {selection['seconds_total']:.1f} s)")
+            if "warning" in selection:
+                log(f"[seed {seed}] warning: {selection['warning']}")
+            figure = f"regularization_seed{seed}.png"
+            if attempt_or_record(selection_failures, figure, lambda: plot_regularization(
+                    out / figure, selection, f"{config.problem}, seed {seed}")) is not None:
+                record["regularization"]["figure"] = figure
+            problem = load_problem(config.problem, seed=seed, **device, **with_alpha(options, selection["chosen"]))
+            clock.lap("regularization")
         show.phase("loss and gradient at theta0")
         if not bool(torch.isfinite(problem.theta0).all()):
             raise NonFiniteError(f"theta0 of {problem.name} (seed {seed}) holds NaN or inf")
@@ -220,12 +247,9 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
         phase = "training"
         show.phase(config.method)
-        dense = METHODS[config.method].derivatives == "hessian"
         stopper = DiscrepancyStop(problem, config.stop["discrepancy"]) if config.stop else None
-        result = minimize(problem.loss, problem.theta0, method=config.method, options=config.options,
-                          hess=exact_hessian.function if dense else None, bounds=problem.bounds,
-                          callback=chain(show if isinstance(show, _Progress) else None, stopper),
-                          residual=problem.residual, residual_jacobian=problem.solver_jacobian)
+        result = _train(problem, config, problem.theta0, chain(show if isinstance(show, _Progress) else None, stopper),
+                        hess=exact_hessian.function)
         clock.lap("training")
     except InvfemError as exc:
         if building and seed == config.seeds[0] and not isinstance(exc, InvalidTrialPoint):
@@ -240,7 +264,7 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
                    "message": message, "history": result.history})
     if stopper is not None:
         record["discrepancy"] = stopper.summary()
-    failures = {}
+    failures = selection_failures
     try:
         save_torch(out / f"theta_seed{seed}.pt", result.x.cpu())
     except OSError as exc:
@@ -252,6 +276,19 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
             log(f"[seed {seed}] {what} failed ({error}); the trained result is kept")
     clock.lap("after")
     return record
+
+
+def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callback=None, maxiter: int | None = None,
+           hess=None):
+    """``config.method`` on ``problem`` from ``x0`` (the dense methods on the problem's exact Hessian
+    by its fastest path, ``hess`` where already picked); ``maxiter`` overrides the options'."""
+    dense = METHODS[config.method].derivatives == "hessian"
+    if dense and hess is None:
+        hess = hessian_path(problem, chunk_size=config.hessian_chunk).function
+    options = config.options if maxiter is None else {**config.options, "maxiter": maxiter}
+    return minimize(problem.loss, x0, method=config.method, options=options, hess=hess if dense else None,
+                    bounds=problem.bounds, callback=callback, residual=problem.residual,
+                    residual_jacobian=problem.solver_jacobian)
 
 
 def sign_counts(summary: dict) -> str:

@@ -127,7 +127,8 @@ class StudyConfig:
             raise ConfigError(f"output must be a folder path, got {self.output!r}")
         if self.device is not None:
             check_device(self.device)
-        check_problem_options(self.problem, self.problem_options)
+        from invfem.experiment.regularization import options_to_check
+        check_problem_options(self.problem, options_to_check(self.problem_options))
         specs = _method_specs(self.methods, self.maxiter, self.time_limit)
         for spec in specs:
             for method, options in spec.stages or ((spec.method, spec.options),):
