@@ -100,6 +100,8 @@ def main():
                 right.loglog([r["alphas"][i]], [r["error"][i]], marker, color=line.get_color(), markersize=8,
                              fillstyle="none")
             left.axvline(r["level"], color="k", linestyle="--", linewidth=0.8)
+        from matplotlib.ticker import NullFormatter
+        left.xaxis.set_minor_formatter(NullFormatter())
         left.set_xlabel("misfit")
         left.set_ylabel("|theta|^2")
         left.set_title("L-curves (dashed: N/2; diamond: discrepancy, square: L-curve corner)", fontsize=8)

@@ -110,3 +110,34 @@ def check_dense_hessian(n_params: int, needed_by: str) -> None:
     check_memory(f"{needed_by}: the {n_params} x {n_params} Hessian", hessian_memory(n_params),
                  "Hessian-vector products need no P x P matrix: method trust-krylov or trust-ncg, "
                  "hessian_at_start/hessian_at_end false, no laplace_samples")
+
+
+#: the structured Hessian's measured cost over its network bound 2 P^2 Q (docs/performance.md: ~2x)
+HESSIAN_OVER_BOUND = 2.0
+
+_GEMM_RATE: dict = {}
+
+
+def gemm_rate(n: int = 512) -> float:
+    """This machine's float64 matrix-product rate (flop/s), timed once per process on an n x n product."""
+    if "rate" not in _GEMM_RATE:
+        import time
+
+        import torch
+        a = torch.rand(n, n, dtype=torch.float64)
+        a @ a                                                  # warm the BLAS threads
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ a
+            best = min(best, time.perf_counter() - start)
+        _GEMM_RATE["rate"] = 2.0 * n ** 3 / max(best, 1e-9)
+    return _GEMM_RATE["rate"]
+
+
+def hessian_seconds(n_params: int, n_points: int | None) -> float | None:
+    """An estimate of the structured P x P Hessian's wall time: ``HESSIAN_OVER_BOUND`` times its
+    network bound ``2 P^2 Q`` at :func:`gemm_rate` (None without the number of points Q)."""
+    if not n_points:
+        return None
+    return HESSIAN_OVER_BOUND * 2.0 * float(n_params) ** 2 * float(n_points) / gemm_rate()

@@ -27,7 +27,7 @@ from invfem.files import check_writable, save_figure, save_torch, write_json
 from invfem.joint import experiment_misfits
 from invfem.optim import METHODS, minimize
 from invfem.problem import Problem
-from invfem.resources import check_dense_hessian
+from invfem.resources import check_dense_hessian, hessian_seconds
 from invfem.structured import hessian_path
 
 
@@ -129,7 +129,8 @@ def run_experiment(config: ExperimentConfig, log=print, progress: bool = False) 
     (see :mod:`invfem.experiment.outputs`). ``progress``: a bar of the iterations (loss and |g|
     in its postfix, the phase and an ETA) on stderr. Every wall time is in ``results["timings"]`` (s):
     per seed (``seeds["0"]``...) ``setup`` (problem, loss and gradient at theta0), ``hessian0``,
-    ``training``, ``after`` (Hessian at the result, kappa's error, Laplace, files); then
+    ``training``, ``after`` (Hessian at the result, kappa's error, Laplace, files), with
+    ``regularization: auto`` ``regularization`` (the fits that chose alpha); then
     ``loss_plot`` and ``total``.
 
     Nothing finished is lost: every file is written atomically (:mod:`invfem.files`), and
@@ -238,7 +239,7 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
             phase = "Hessian at theta0"
-            show.phase(f"start Hessian ({problem.n_params} x {problem.n_params})")
+            show.phase(f"start Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
             summary = hessian_summary(exact_hessian.function(problem.theta0))
             record["hessian0"] = summary
             log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
@@ -289,6 +290,19 @@ def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callbac
     return minimize(problem.loss, x0, method=config.method, options=options, hess=hess if dense else None,
                     bounds=problem.bounds, callback=callback, residual=problem.residual,
                     residual_jacobian=problem.solver_jacobian)
+
+
+def _hessian_eta(problem: Problem, path) -> str:
+    """``, about 40 s`` for a structured Hessian expected to take over 2 s (its network bound
+    2 P^2 Q at this machine's GEMM rate, times the measured overhead); nothing otherwise."""
+    if path.kind != "structured":
+        return ""
+    points = problem.info.get("n_quad")
+    experiments = problem.info.get("experiments")
+    if points and experiments:
+        points *= len(experiments)
+    seconds = hessian_seconds(problem.n_params, points) if problem.n_params >= 300 else None
+    return f", about {seconds:.0f} s" if seconds is not None and seconds > 2 else ""
 
 
 def sign_counts(summary: dict) -> str:
@@ -400,7 +414,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
 
     h = None
     if config.hessian_at_end or config.laplace_samples:
-        phase(f"end Hessian ({problem.n_params} x {problem.n_params})")
+        phase(f"end Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
         h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
     if config.hessian_at_end and h is not None:
         summary = attempt("Hessian at the result", lambda: hessian_summary(h))
