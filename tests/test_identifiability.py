@@ -61,3 +61,32 @@ def test_invfem_run_reports_it_and_warns(tmp_path, capsys):
     assert "warning: the data do not determine kappa -> c kappa" in out
     run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
     assert run["identifiability"]["changes"]["scale"]["determined"] is False
+
+
+def _two_bumps(alpha, observe_right):
+    """kappa(x) = 1 + t0 b_left(x) + t1 b_right(x) (bumps in x < 0.4 and x > 0.6); the data see t0
+    only, or also t1 (``observe_right``): the right region is uninformed in the first case."""
+    from invfem.problem import Problem
+
+    left = lambda x: torch.exp(-((x[:, 0] - 0.2) / 0.1) ** 2)
+    right = lambda x: torch.exp(-((x[:, 0] - 0.8) / 0.1) ** 2)
+    kappa = lambda t, x: 1 + t[0] * left(x) + t[1] * right(x)
+    weights = torch.tensor([1e3, 1e3 if observe_right else 0.0], dtype=torch.float64)
+    loss = lambda t: (weights * (t - 0.3) ** 2).sum() + alpha * (t * t).sum()
+    grid = torch.stack(torch.meshgrid(torch.linspace(0, 1, 11, dtype=torch.float64),
+                                      torch.linspace(0, 1, 5, dtype=torch.float64), indexing="ij"), -1).reshape(-1, 2)
+    return Problem("bumps", torch.zeros(2, dtype=torch.float64), loss, kappa, info={"regularization": alpha}), grid
+
+
+def test_a_region_the_data_do_not_see_is_named():
+    problem, grid = _two_bumps(0.5, observe_right=False)
+    theta = torch.tensor([0.3 * 1e3 / (1e3 + 0.5), 0.0], dtype=torch.float64)
+    found = identifiability(problem, theta, points=grid)
+    region = found["uninformed"]
+    assert region["n_points"] > 0 and region["variance_ratio_max"] == pytest.approx(1.0, abs=1e-9)
+    assert region["where"] == "x in [0.5, 1], y in [0, 1]"       # the right bump (and the midpoint: half its share)
+    assert any("do not inform kappa at" in w for w in found["warnings"])
+    seen, _ = _two_bumps(0.5, observe_right=True)
+    found = identifiability(seen, theta, points=grid)
+    assert found["uninformed"]["n_points"] == 0 and not any("do not inform" in w for w in found["warnings"])
+    assert found["uninformed"]["variance_ratio_max"] < 1e-3

@@ -99,3 +99,18 @@ def test_progress_redraws_at_least_once_a_second_during_a_long_phase(monkeypatch
     progress({"iter": 3, "f": 1.0, "gnorm": 0.1})
     assert progress.bar.n == 3
     progress.close()
+
+
+def test_a_large_hessian_phase_says_about_how_long_it_takes(monkeypatch):
+    from types import SimpleNamespace
+
+    from invfem import resources
+    from invfem.experiment.run import _hessian_eta
+
+    monkeypatch.setitem(resources._GEMM_RATE, "rate", 1e9)                   # 1 Gflop/s
+    big = SimpleNamespace(n_params=1000, info={"n_quad": 6000})
+    assert _hessian_eta(big, SimpleNamespace(kind="structured")) == ", about 12 s"   # 2 P^2 Q / rate
+    joint = SimpleNamespace(n_params=1000, info={"n_quad": 6000, "experiments": [1, 2]})
+    assert _hessian_eta(joint, SimpleNamespace(kind="structured")) == ", about 24 s"
+    assert _hessian_eta(big, SimpleNamespace(kind="generic")) == ""
+    assert _hessian_eta(SimpleNamespace(n_params=100, info={"n_quad": 6000}), SimpleNamespace(kind="structured")) == ""

@@ -17,6 +17,9 @@ for the two changes that defeat a conductivity law most often,
 - ``scale``: kappa -> c kappa (``d kappa = kappa``): data that do not involve a flux with a
   known source (Dirichlet data only, no source) see only ratios of kappa;
 - ``shift``: kappa -> kappa + c (``d kappa = 1``);
+- ``uninformed`` (with a prior, alpha > 0): the points where the data leave kappa to the prior,
+  its linearized posterior variance there above :data:`UNINFORMED` of the prior's (a region
+  without sensitivity: no data nearby, no flux through it), and where they lie;
 
 with how much of each change the network can make at all (``representable``: the fraction of
 ``|d kappa|`` in the range of ``J``), and the data-informed directions of theta (eigenvalues
@@ -42,6 +45,39 @@ CHANGES = {"scale": ("kappa -> c kappa", lambda kappa: kappa),
            "shift": ("kappa -> kappa + c", lambda kappa: torch.ones_like(kappa))}
 
 
+#: a point where the posterior variance of kappa is above this fraction of its prior variance is uninformed
+UNINFORMED = 0.5
+
+#: warn when at least this fraction of the points is uninformed
+REGION_FRACTION = 0.05
+
+
+def uninformed_region(jv: torch.Tensor, lam: torch.Tensor, alpha: float, points: torch.Tensor) -> dict:
+    """Per point, the ratio of kappa's linearized posterior variance to its prior variance,
+    ``sum_k (J v_k)^2 / (lambda_k+ + 2 alpha)`` over ``sum_k (J v_k)^2 / (2 alpha)`` (``v_k, lambda_k``:
+    the misfit Hessian's eigenpairs, ``J = d kappa / d theta`` at the points; 1: the data say nothing
+    there, 0: they fix kappa), and the points above :data:`UNINFORMED`: their fraction, count, and
+    where they are (a box in x, y for kappa(x); the range of u for kappa(u))."""
+    weights = jv * jv
+    prior = weights.sum(1) / (2 * alpha)
+    post = (weights / (lam.clamp(min=0) + 2 * alpha)).sum(1)
+    ratio = torch.where(prior > 0, post / prior.clamp(min=1e-300), torch.ones_like(prior))
+    bad = ratio > UNINFORMED
+    out = {"threshold": UNINFORMED, "variance_ratio_max": float(ratio.max()),
+           "variance_ratio_median": float(ratio.median()), "n_points": int(bad.sum()),
+           "fraction": float(bad.to(torch.float64).mean()), "where": "nowhere"}
+    if bool(bad.any()):
+        chosen = points[bad]
+        if chosen.ndim == 1 or chosen.shape[-1] == 1:
+            values = chosen.reshape(-1)
+            out["where"] = f"u in [{float(values.min()):.3g}, {float(values.max()):.3g}]"
+        else:
+            low, high = chosen.min(0).values, chosen.max(0).values
+            out["where"] = (f"x in [{float(low[0]):.3g}, {float(high[0]):.3g}], "
+                            f"y in [{float(low[1]):.3g}, {float(high[1]):.3g}]")
+    return out
+
+
 def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None, points=None,
                     eps: float = 1e-6) -> dict:
     """What the data at ``theta`` determine of kappa (see the module docstring).
@@ -53,7 +89,7 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
     theta = theta.detach()
     n = theta.numel()
     misfit_h = misfit_hessian(problem, theta, hessian)
-    lam = torch.linalg.eigvalsh(misfit_h)
+    lam, vectors = torch.linalg.eigh(misfit_h)
     lam_max = float(lam.abs().max())
     n_informed = int((lam > eps * lam_max).sum())
     points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
@@ -83,8 +119,17 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
         if not determined and representable > 0.5:
             warnings.append(f"the data do not determine {words} (curvature {ratio:.1e} of the largest, below "
                             f"{CHANGE_TOL:g}): the learned law is fixed there by the start point and the prior only")
+    alpha = problem.regularization
+    if alpha > 0:                     # where the data leave kappa to the prior: a region without sensitivity
+        region = uninformed_region(jacobian @ vectors, lam, alpha, points)
+        out["uninformed"] = region
+        if region["fraction"] >= REGION_FRACTION:
+            warnings.append(f"the data do not inform kappa at {region['fraction']:.0%} of the points "
+                            f"({region['where']}): the posterior variance there is over {UNINFORMED:.0%} of the "
+                            "prior's; kappa there is the prior's and the start point's")
     out["warnings"] = warnings
     out["summary"] = (f"{n_informed} of {n} parameter directions and {out['kappa_informed']} of {out['kappa_rank']} "
                       f"directions of kappa the network can change are informed by the data" +
-                      ("; " + "; ".join(warnings) if warnings else "; scaling and shifts of kappa are determined"))
+                      ("; " + "; ".join(warnings) if warnings else "; scaling and shifts of kappa are determined" +
+                       (" and the data inform kappa at every point" if "uninformed" in out else "")))
     return out

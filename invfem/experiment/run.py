@@ -294,7 +294,7 @@ def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callbac
 
 def _hessian_eta(problem: Problem, path) -> str:
     """``, about 40 s`` for a structured Hessian expected to take over 2 s (its network bound
-    2 P^2 Q at this machine's GEMM rate, times the measured overhead); nothing otherwise."""
+    2 P^2 Q at this machine's GEMM rate, :func:`invfem.resources.hessian_seconds`); nothing otherwise."""
     if path.kind != "structured":
         return ""
     points = problem.info.get("n_quad")
