@@ -167,3 +167,46 @@ def test_run_writes_outputs_per_experiment_and_compare_runs_it(tmp_path):
         "output": str(tmp_path / "study")}))
     assert main(["compare", str(study), "--quiet"]) == 0
     assert (tmp_path / "study" / "summary.csv").is_file()
+
+
+def test_a_problem_file_returning_a_joint_problem_gets_the_same_outputs(tmp_path):
+    problem_file = tmp_path / "two_loadings.py"
+    problem_file.write_text(f'''
+from invfem.joint import joint_problem
+from invfem.problems import poisson
+
+COMMON = {COMMON!r}
+
+
+def make_problem(seed=0):
+    loaded = poisson.make_problem(seed, source=10, observations={LOADED["observations"]!r}, **COMMON)
+    heated = poisson.make_problem(seed, source=0, dirichlet="1 + x", observations={HEATED["observations"]!r},
+                                  **COMMON)
+    return joint_problem([loaded, heated], names=["loaded", "heated"], regularization=1e-4)
+''')
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"problem": str(problem_file), "seeds": [0], "method": "trust-exact",
+                                  "options": {"maxiter": 5}, "output": str(tmp_path / "out")}))
+    assert main(["run", str(config), "--quiet"]) == 0
+    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    assert run["hessian_kind"] == "structured" and [e["name"] for e in run["experiments"]] == ["loaded", "heated"]
+    for name in ("loaded", "heated"):
+        assert "u_theta" in meshio.read(tmp_path / "out" / f"fields_seed0_{name}.vtu").point_data
+    assert (tmp_path / "out" / "kappa_seed0.png").is_file()
+
+
+def test_heat_experiments_write_their_own_time_series(tmp_path):
+    from invfem.experiment.outputs import write_outputs
+
+    law = {"kappa_true": "1 + 0.5*x", "noise": 1e-3, "noise_kind": "gaussian", "at": 6}
+    problem = heat.make_problem(0, mesh={"unit_square": {"n": 3}}, network={"widths": [4]}, n_steps=3, dt=0.05,
+                                experiments=[{"name": "warm", "u0": "x*(1 - x)", "observations": {"synthetic": law}},
+                                             {"name": "driven", "source": "sin(3*t)",
+                                              "observations": {"synthetic": law}}])
+    written = {p.name for p in write_outputs(problem, problem.theta0, tmp_path, 0)}
+    for name in ("warm", "driven"):
+        assert {f"states_seed0_{name}.xdmf", f"fields_seed0_{name}.vtu", f"observations_seed0_{name}.vtu"} <= written
+        with meshio.xdmf.TimeSeriesReader(tmp_path / f"states_seed0_{name}.xdmf") as reader:
+            reader.read_points_cells()
+            assert reader.num_steps == 4
+    assert "kappa_seed0.png" in written
