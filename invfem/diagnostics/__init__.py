@@ -17,8 +17,9 @@ from invfem.diagnostics.curvature import eigen_profiles, loss_profile, spectrum,
 from invfem.diagnostics.errors import kappa_error, law_points, network_loss
 from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import LaplaceResult, laplace
+from invfem.diagnostics.low_rank import LowRankHessian, low_rank_hessian
 from invfem.diagnostics.network import activation_histograms, hidden_activations, magnitudes, saturation
 
-__all__ = ["LaplaceResult", "activation_histograms", "basis_functions", "gradient_split", "orthogonality",
+__all__ = ["LaplaceResult", "LowRankHessian", "low_rank_hessian", "activation_histograms", "basis_functions", "gradient_split", "orthogonality",
            "output_coefficients", "trivial_verdict", "eigen_profiles", "hidden_activations", "identifiability", "kappa_error", "laplace",
            "law_points", "loss_profile", "magnitudes", "network_loss", "saturation", "spectrum", "step_angles"]

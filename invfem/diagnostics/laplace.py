@@ -63,7 +63,7 @@ class LaplaceResult:
     Attributes
     ----------
     theta : the optimum (the posterior mean of theta).
-    covariance : ``(P, P)`` posterior covariance ``(H_+ + 2 alpha I)^{-1}``.
+    covariance : ``(P, P)`` posterior covariance ``(H_+ + 2 alpha I)^{-1}`` (None with a ``rank``).
     eigenvalues : eigenvalues of the misfit Hessian ``H`` (before clipping), ascending.
     n_clipped : how many were negative (set to zero); ``most_negative`` the smallest (0 if none).
     alpha : the prior weight of ``alpha ||theta||^2``.
@@ -76,6 +76,8 @@ class LaplaceResult:
         transform and mapped through it (``kappa_map -+ 1.96 std_linearized`` without one).
     effective_dimension : ``sum lambda_i / (lambda_i + 2 alpha)`` over the clipped misfit eigenvalues.
     samples_nonlinear : ``(n_samples, n)`` the theta samples pushed through the whole network.
+    low_rank : with ``laplace(..., rank=r)``, the :class:`~invfem.diagnostics.low_rank.LowRankHessian`
+        the posterior comes from (``covariance`` is then None; ``eigenvalues`` are its r).
     """
 
     theta: torch.Tensor
@@ -96,6 +98,7 @@ class LaplaceResult:
     upper_linearized: torch.Tensor
     effective_dimension: float
     samples_nonlinear: torch.Tensor
+    low_rank: object = None
 
     def restricted(self, index) -> "LaplaceResult":
         """The statistics at ``points[index]`` only (e.g. one experiment's dofs of a joint problem)."""
@@ -148,7 +151,7 @@ def _default_points(problem, theta: torch.Tensor) -> torch.Tensor:
 
 
 def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, points=None, alpha: float | None = None,
-            hessian: torch.Tensor | None = None, eps: float = 1e-6) -> LaplaceResult:
+            hessian: torch.Tensor | None = None, eps: float = 1e-6, rank: int | None = None) -> LaplaceResult:
     """The Laplace posterior of ``problem``'s network at ``theta`` and kappa's bands.
 
     ``alpha`` defaults to the problem's ``regularization`` (``info``); ``hessian`` is the exact
@@ -157,6 +160,12 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     kappa(x), at the dof values of u_theta for kappa(u)). A singular misfit Hessian with ``alpha = 0`` has no proper posterior: an error; so
     has a point that is not a local minimum (:class:`NotAMinimumError`: the loss's Hessian has an
     eigenvalue below ``-eps lambda_max``; smaller negative ones, round-off of a minimum, are clipped).
+
+    ``rank``: the posterior from the ``rank`` dominant eigenpairs of the misfit Hessian
+    (:func:`invfem.diagnostics.low_rank.low_rank_hessian`, by Hessian-vector products; the P x P
+    matrix is never formed) and the prior in the other directions (hIPPYlib's low-rank Laplace):
+    ``Sigma = (2 alpha)^-1 (I - V D V^T)``, ``D = lambda / (lambda + 2 alpha)``. It needs a prior;
+    ``covariance`` is then None, and ``low_rank`` holds the eigensolver's result (with its error estimate).
     """
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ConfigError(f"laplace: n_samples must be an integer >= 2, got {n_samples!r}")
@@ -165,7 +174,17 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
         raise ConfigError(f"laplace: alpha must be >= 0, got {alpha}")
     theta = theta.detach()
     n = theta.numel()
-    lam, vectors = torch.linalg.eigh(misfit_hessian(problem, theta, hessian, alpha))
+    low_rank = None
+    if rank is None:
+        lam, vectors = torch.linalg.eigh(misfit_hessian(problem, theta, hessian, alpha))
+    else:
+        if alpha == 0:
+            raise ConfigError("laplace: rank needs a prior (regularization > 0): the directions beyond the rank "
+                              "keep the prior's variance")
+        from invfem.diagnostics.low_rank import low_rank_hessian
+        low_rank = low_rank_hessian(problem, theta, rank, seed=seed, misfit=True)
+        order = torch.argsort(low_rank.eigenvalues)
+        lam, vectors = low_rank.eigenvalues[order], low_rank.vectors[:, order]
     n_clipped = int((lam < 0).sum())
     precision = lam.clamp(min=0) + 2.0 * alpha
     if alpha == 0 and bool(precision.min() <= 1e-12 * precision.max().clamp(min=1e-300)):
@@ -179,10 +198,14 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
                                f"-{eps:g} lambda_max (most negative {float(full[0]):.3e}, lambda_max "
                                f"{float(full[-1]):.3e}); no posterior there: train further (or to a minimum)")
     scale = precision.rsqrt()
-    covariance = (vectors * scale**2) @ vectors.T
+    prior = (2.0 * alpha) ** -0.5 if low_rank is not None else None        # the scale beyond the rank
+    covariance = (vectors * scale**2) @ vectors.T if low_rank is None else None
     gen = torch.Generator().manual_seed(int(seed))
     z = torch.randn(n_samples, n, generator=gen, dtype=torch.float64).to(theta.device)
-    thetas = theta + (z * scale) @ vectors.T
+    if low_rank is None:
+        thetas = theta + (z * scale) @ vectors.T
+    else:
+        thetas = theta + prior * z + ((z @ vectors) * (scale - prior)) @ vectors.T
     points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
                                                                                       device=theta.device)
     inputs = points[:, None] if points.ndim == 1 else points
@@ -192,7 +215,11 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
         samples_nonlinear = torch.stack([problem.kappa(t, inputs) for t in thetas])
         z_map = raw(theta, inputs)
     jacobian_z = torch.func.jacrev(lambda t: raw(t, inputs))(theta)                     # (n, P)
-    std_z = ((jacobian_z @ vectors) * scale).norm(dim=1)
+    projected = jacobian_z @ vectors
+    if low_rank is None:
+        std_z = (projected * scale).norm(dim=1)
+    else:
+        std_z = (prior**2 * (jacobian_z**2).sum(1) + (projected**2 * (scale**2 - prior**2)).sum(1)).clamp(min=0).sqrt()
     std_linearized = slope(z_map).abs() * std_z                    # d kappa / d theta = phi'(z) J_z, pointwise
     lower_linearized, upper_linearized = _interval(output, z_map - 1.96 * std_z, z_map + 1.96 * std_z)
     with torch.no_grad():
@@ -204,7 +231,7 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
                          samples=samples, mean=samples.mean(0), std=samples.std(0), lower=quantiles[0],
                          upper=quantiles[1], std_linearized=std_linearized, lower_linearized=lower_linearized,
                          upper_linearized=upper_linearized, effective_dimension=effective,
-                         samples_nonlinear=samples_nonlinear)
+                         samples_nonlinear=samples_nonlinear, low_rank=low_rank)
 
 
 def misfit_hessian(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None,

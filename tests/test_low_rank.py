@@ -1,0 +1,73 @@
+"""Issue 21, deliver 3 (part): randomized low-rank Hessians from HVPs, and Laplace from them."""
+
+import pytest
+import torch
+
+from invfem.diagnostics import laplace
+from invfem.diagnostics.low_rank import low_rank_hessian, randomized_eigh
+from invfem.errors import ConfigError
+from invfem.problems import poisson
+
+
+def _small_poisson(**extra):
+    options = dict(mesh={"unit_square": {"n": 5}}, network={"widths": [6, 6]}, regularization=0.1,
+                   observations={"synthetic": {"kappa_true": "1 + 0.5*x*y", "noise": 1e-3, "noise_kind": "gaussian",
+                                               "at": 12}})
+    options.update(extra)
+    return poisson.make_problem(0, **options)
+
+
+def test_the_top_eigenvalues_are_within_the_reported_error():
+    problem = _small_poisson()
+    theta = problem.theta0 + 0.05 * torch.randn(problem.n_params, dtype=torch.float64,
+                                                generator=torch.Generator().manual_seed(3))
+    dense = torch.linalg.eigvalsh(problem.hessian(theta))
+    top = dense[torch.argsort(dense.abs(), descending=True)]
+    for rank in (5, 12):
+        found = low_rank_hessian(problem, theta, rank, power_iterations=1)
+        assert found.vectors.shape == (problem.n_params, rank) and found.eigenvalues.shape == (rank,)
+        assert torch.allclose(found.vectors.T @ found.vectors, torch.eye(rank, dtype=torch.float64), atol=1e-10)
+        error = (found.eigenvalues - top[:rank]).abs()
+        assert float(error.max()) <= found.error_estimate, (error, found.error_estimate)
+        nearest = (found.eigenvalues[:, None] - dense[None, :]).abs().min(dim=1).values
+        assert bool((nearest <= found.eigenvalue_errors * (1 + 1e-9) + 1e-9).all()), (nearest, found.eigenvalue_errors)
+        # the pair residual of the leading eigenvalue is a useful bound: within 1% of it
+        assert float(found.eigenvalue_errors[0]) < 1e-2 * float(top.abs()[0])
+        assert float(error[0]) < 1e-5 * float(top.abs()[0])
+        assert found.n_hvp == (rank + 10) * 3 + rank + 10
+
+
+def test_an_exactly_low_rank_operator_is_recovered_to_round_off():
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(60, 4, generator=gen, dtype=torch.float64)).Q
+    values = torch.tensor([50.0, -20.0, 5.0, 1.0], dtype=torch.float64)
+    matrix = basis @ torch.diag(values) @ basis.T
+    found = randomized_eigh(lambda block: matrix @ block, 60, 4, oversample=4)
+    assert torch.allclose(found.eigenvalues, values, atol=1e-10)
+    assert found.error_estimate < 1e-9
+
+
+def test_low_rank_laplace_equals_the_dense_one_when_the_misfit_hessian_has_low_rank():
+    # data made by the network itself at theta0 (no noise): there the misfit is 0 and its Hessian is
+    # J^T W J, of rank <= the 6 observations; the low-rank posterior with rank 10 is then exact
+    base = _small_poisson()
+    own_law = lambda points: base.kappa(base.theta0, points)
+    problem = _small_poisson(observations={"synthetic": {"kappa_true": own_law, "at": 6}})
+    theta = problem.theta0
+    assert float(problem.loss(theta) - problem.regularization * (theta @ theta)) < 1e-20
+    dense = laplace(problem, theta, n_samples=400, seed=1)
+    low = laplace(problem, theta, n_samples=400, seed=1, rank=10)
+    assert low.covariance is None and low.low_rank is not None
+    assert torch.allclose(low.std_linearized, dense.std_linearized, rtol=1e-7, atol=1e-12)
+    assert torch.allclose(low.lower_linearized, dense.lower_linearized, rtol=1e-7, atol=1e-12)
+    assert low.effective_dimension == pytest.approx(dense.effective_dimension, rel=1e-7)
+    # the samples follow the same posterior (different draws): their spread agrees statistically
+    assert torch.allclose(low.std, dense.std, rtol=0.15)
+
+
+def test_low_rank_laplace_needs_a_prior():
+    problem = _small_poisson(regularization=0.0)
+    with pytest.raises(ConfigError, match="rank needs a prior"):
+        laplace(problem, problem.theta0, rank=5)
+    with pytest.raises(ConfigError, match="rank must be an integer >= 1"):
+        low_rank_hessian(problem, problem.theta0, 0)
