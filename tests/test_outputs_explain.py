@@ -114,3 +114,21 @@ def test_a_large_hessian_phase_says_about_how_long_it_takes(monkeypatch):
     assert _hessian_eta(joint, SimpleNamespace(kind="structured")) == ", about 24 s"
     assert _hessian_eta(big, SimpleNamespace(kind="generic")) == ""
     assert _hessian_eta(SimpleNamespace(n_params=100, info={"n_quad": 6000}), SimpleNamespace(kind="structured")) == ""
+
+
+def test_slow_dense_hessians_are_warned_about_before_any_work(monkeypatch, tmp_path, capsys):
+    from invfem import resources
+
+    monkeypatch.setitem(resources._GEMM_RATE, "rate", 1e2)          # a very slow machine: 100 flop/s
+    config = _config(tmp_path, "problem: poisson\nmethod: trust-exact\noptions: {maxiter: 3}\nlaplace_samples: 10\n"
+                               "problem_options: {mesh: {unit_square: {n: 3}}, network: {widths: [4]}, "
+                               "regularization: 0.1, observations: {synthetic: {kappa_true: 1}}}\n")
+    main(["run", str(config), "--quiet"])
+    out = capsys.readouterr().out
+    assert "warning: method trust-exact forms the 17 x 17 Hessian every 1 iteration(s): about" in out
+    assert "trust-krylov or trust-ncg work on Hessian-vector products" in out
+    assert "warning: hessian_at_start: the 17 x 17 Hessian takes about" in out
+    assert "warning: laplace_samples: the 17 x 17 Hessian and its eigendecomposition take about" in out
+    monkeypatch.setitem(resources._GEMM_RATE, "rate", 1e12)
+    main(["run", str(config), "--quiet"])
+    assert "warning: method" not in capsys.readouterr().out

@@ -119,3 +119,19 @@ def test_misfit_without_closed_form_hessian(name):
         swapped = CoefficientLoss(structure.mlp, structure.points, swapped)
     theta = p.theta0 + 0.05
     assert relative(swapped.hessian(theta), hessian(swapped, theta)) < 1e-10
+
+
+@pytest.mark.parametrize("name", PROBLEMS)
+def test_the_hvp_the_krylov_methods_use_equals_the_structured_hessian_times_v(name):
+    """Issue 21, deliver 1: trust-ncg / trust-krylov / the low-rank eigensolver run on
+    invfem.derivatives.hvp (through sparse_solve's second-order rules, ~2.1-2.8 gradients:
+    docs/performance.md); it must be the structured Hessian's product to round-off."""
+    from invfem.derivatives import hvp
+
+    p = make(name, 1, NETWORKS[1])
+    gen = torch.Generator().manual_seed(4)
+    theta = p.theta0 + 0.05 * torch.randn(p.n_params, generator=gen)
+    h = p.hessian(theta)
+    for _ in range(3):
+        v = torch.randn(p.n_params, generator=gen, dtype=torch.float64)
+        assert relative(hvp(p.loss, theta, v), h @ v) < 1e-12

@@ -203,6 +203,9 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         _check_before_training(config, problem)
         if auto is not None:
             resolve_rule(auto, problem)            # the rule must apply to these data
+        if seed == config.seeds[0]:
+            for warning in dense_time_warnings(config, problem):
+                log(f"warning: {warning}")
         building = False
         if auto is not None:
             phase = "choice of the regularization"
@@ -290,6 +293,52 @@ def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callbac
     return minimize(problem.loss, x0, method=config.method, options=options, hess=hess if dense else None,
                     bounds=problem.bounds, callback=callback, residual=problem.residual,
                     residual_jacobian=problem.solver_jacobian)
+
+
+#: a dense-Hessian phase expected to take longer than this (s) is warned about before any work
+SLOW_HESSIAN_SECONDS = 60.0
+
+#: a training expected to spend longer than this (s) forming Hessians is warned about
+SLOW_TRAINING_SECONDS = 1800.0
+
+
+def dense_time_warnings(config: ExperimentConfig, problem: Problem) -> list[str]:
+    """One line per part of ``config`` whose P x P Hessians are expected to be slow (the estimate
+    of :func:`invfem.resources.hessian_seconds`, structured Hessians only), with the matrix-free
+    alternative: a dense method's Hessian at every iteration, ``hessian_at_start`` /
+    ``hessian_at_end``, and Laplace's Hessian with its eigendecomposition (~9 P^3 flops)."""
+    from invfem.optim.options import parse_options
+    from invfem.resources import gemm_rate
+
+    if hessian_path(problem).kind != "structured":
+        return []
+    points = problem.info.get("n_quad")
+    if points and problem.info.get("experiments"):
+        points *= len(problem.info["experiments"])
+    one = hessian_seconds(problem.n_params, points)
+    if one is None:
+        return []
+    p = problem.n_params
+    size = f"the {p} x {p} Hessian"
+    out = []
+    if METHODS[config.method].derivatives == "hessian":
+        options = parse_options(config.method, METHODS[config.method].options, config.options)
+        every = getattr(options, "hessian_every", 1) or 1
+        total = one * getattr(options, "maxiter", 1) / every
+        if one > SLOW_HESSIAN_SECONDS or total > SLOW_TRAINING_SECONDS:
+            out.append(f"method {config.method} forms {size} every {every} iteration(s): about {one:.0f} s each on "
+                       f"this machine, up to {total / 3600:.1f} h for maxiter {options.maxiter}; trust-krylov or "
+                       "trust-ncg work on Hessian-vector products (about 3 gradients each, no P x P matrix)")
+    for key, label in (("hessian_at_start", "hessian_at_start"), ("hessian_at_end", "hessian_at_end")):
+        if getattr(config, key) and one > SLOW_HESSIAN_SECONDS:
+            out.append(f"{label}: {size} takes about {one:.0f} s here; set {key}: false to skip it")
+    if config.laplace_samples:
+        seconds = one + 9.0 * float(p) ** 3 / gemm_rate()
+        if seconds > SLOW_HESSIAN_SECONDS:
+            out.append(f"laplace_samples: {size} and its eigendecomposition take about {seconds:.0f} s here; "
+                       "invfem.diagnostics.laplace(..., rank=r) builds the posterior from r Hessian-vector "
+                       "products instead")
+    return out
 
 
 def _hessian_eta(problem: Problem, path) -> str:
