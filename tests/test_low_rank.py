@@ -71,3 +71,30 @@ def test_low_rank_laplace_needs_a_prior():
         laplace(problem, problem.theta0, rank=5)
     with pytest.raises(ConfigError, match="rank must be an integer >= 1"):
         low_rank_hessian(problem, problem.theta0, 0)
+
+
+def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, monkeypatch):
+    import json
+
+    from invfem import structured
+    from invfem.cli import main
+
+    formed = []
+    original = structured.CoefficientLoss.hessian
+    monkeypatch.setattr(structured.CoefficientLoss, "hessian", lambda self, theta: formed.append(1) or
+                        original(self, theta))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({
+        "problem": "poisson", "seeds": [0], "method": "trust-krylov", "options": {"maxiter": 30},
+        "problem_options": {"mesh": {"unit_square": {"n": 5}}, "network": {"widths": [6, 6]}, "regularization": 0.1,
+                            "observations": {"synthetic": {"kappa_true": "1 + 0.5*x*y", "noise": 1e-3,
+                                                           "noise_kind": "gaussian", "at": 12}}},
+        "hessian_at_start": False, "hessian_at_end": False, "laplace_samples": 50, "laplace_rank": 8,
+        "output": str(tmp_path / "out")}))
+    assert main(["run", str(config), "--quiet"]) in (0, 1)
+    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    assert formed == []                                         # no P x P Hessian anywhere
+    summary = run["laplace"]
+    if "skipped" not in summary:
+        assert summary["rank"] == 8 and summary["n_hvp"] == 18 * 3 + 8 + 10
+        assert summary["contains_kappa_map"]

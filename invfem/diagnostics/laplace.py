@@ -135,6 +135,10 @@ class LaplaceResult:
                "band_width_linearized_mean": float(self.band_width_linearized.mean()),
                "band_width_linearized_max": float(self.band_width_linearized.max()),
                "std_mean": float(self.std.mean()), "std_linearized_mean": float(self.std_linearized.mean())}
+        if self.low_rank is not None:
+            out.update(rank=int(self.low_rank.eigenvalues.numel()), n_hvp=self.low_rank.n_hvp,
+                       eigenvalue_error_max=float(self.low_rank.eigenvalue_errors.max()),
+                       norm_error_estimate=self.low_rank.error_estimate)
         if kappa_true is not None:
             out["coverage"] = self.coverage(kappa_true)
         return out

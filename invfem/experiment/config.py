@@ -44,7 +44,9 @@ class ExperimentConfig:
     After training, ``hessian_at_end`` records the spectrum of the exact Hessian at the
     result (sign counts as at theta0), and ``laplace_samples > 0`` draws that many samples
     of the Laplace posterior (:func:`invfem.diagnostics.laplace`) for kappa's mean and 95%
-    bands. ``problem_options`` are checked against the problem before any work. ``stop:
+    bands; with ``laplace_rank: r`` the posterior comes from the r dominant eigenpairs of the
+    misfit Hessian by Hessian-vector products (no P x P matrix: the size for 10^4 parameters),
+    the prior beyond them. ``problem_options`` are checked against the problem before any work. ``stop:
     discrepancy`` (or ``{discrepancy: tau}``) ends the training at the discrepancy level of the
     data (:mod:`invfem.experiment.stopping`).
     """
@@ -57,6 +59,7 @@ class ExperimentConfig:
     hessian_at_start: bool = True
     hessian_at_end: bool = True
     laplace_samples: int = 0
+    laplace_rank: int | None = None
     hessian_chunk: int | None = None
     device: str | None = None
     stop: object = None
@@ -72,6 +75,9 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not _is_int(self.laplace_samples) or self.laplace_samples < 0:
             raise ConfigError(f"laplace_samples must be an integer >= 0 (0: no Laplace bands), got {self.laplace_samples!r}")
+        if self.laplace_rank is not None and (not _is_int(self.laplace_rank) or self.laplace_rank < 1):
+            raise ConfigError(f"laplace_rank must be a positive integer or null (null: the dense Hessian), got "
+                              f"{self.laplace_rank!r}")
         if self.hessian_chunk is not None and (not _is_int(self.hessian_chunk) or self.hessian_chunk < 1):
             raise ConfigError(f"hessian_chunk must be a positive integer or null, got {self.hessian_chunk!r}")
         if not isinstance(self.output, str) or not self.output:

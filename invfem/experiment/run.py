@@ -332,12 +332,11 @@ def dense_time_warnings(config: ExperimentConfig, problem: Problem) -> list[str]
     for key, label in (("hessian_at_start", "hessian_at_start"), ("hessian_at_end", "hessian_at_end")):
         if getattr(config, key) and one > SLOW_HESSIAN_SECONDS:
             out.append(f"{label}: {size} takes about {one:.0f} s here; set {key}: false to skip it")
-    if config.laplace_samples:
+    if config.laplace_samples and config.laplace_rank is None:
         seconds = one + 9.0 * float(p) ** 3 / gemm_rate()
         if seconds > SLOW_HESSIAN_SECONDS:
             out.append(f"laplace_samples: {size} and its eigendecomposition take about {seconds:.0f} s here; "
-                       "invfem.diagnostics.laplace(..., rank=r) builds the posterior from r Hessian-vector "
-                       "products instead")
+                       "laplace_rank: r builds the posterior from about 4 r Hessian-vector products instead")
     return out
 
 
@@ -373,7 +372,8 @@ def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
     dense = [what for what, asked in ((f"method {config.method}", METHODS[config.method].derivatives == "hessian"),
                                       ("hessian_at_start", config.hessian_at_start),
                                       ("hessian_at_end", config.hessian_at_end),
-                                      ("laplace_samples", bool(config.laplace_samples))) if asked]
+                                      ("laplace_samples", bool(config.laplace_samples) and
+                                       config.laplace_rank is None)) if asked]
     if dense:
         check_dense_hessian(problem.n_params, " and ".join(dense))
     if config.stop:
@@ -462,7 +462,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     attempt = lambda name, work: attempt_or_record(failures, name, work)
 
     h = None
-    if config.hessian_at_end or config.laplace_samples:
+    if config.hessian_at_end or (config.laplace_samples and config.laplace_rank is None):
         phase(f"end Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
         h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
     if config.hessian_at_end and h is not None:
@@ -490,12 +490,14 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
             noise = f" (noise level {row['misfit_expected']:.4g})" if "misfit_expected" in row else ""
             log(f"[seed {seed}] experiment {row['name']} (weight {row['weight']:g}): misfit {row['misfit']:.4e}{noise}")
     posterior = None
-    if config.laplace_samples and h is not None:
-        phase(f"Laplace ({config.laplace_samples} samples)")
+    if config.laplace_samples and (h is not None or config.laplace_rank is not None):
+        rank = f", rank {config.laplace_rank} from HVPs" if config.laplace_rank is not None else ""
+        phase(f"Laplace ({config.laplace_samples} samples{rank})")
 
         def posterior_or_warning():
             try:
-                return laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h)
+                return laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h,
+                               rank=config.laplace_rank)
             except NotAMinimumError as exc:   # a saddle or an unfinished run: no bands, said plainly
                 record["laplace"] = {"skipped": str(exc)}
                 log(f"[seed {seed}] warning: no Laplace bands: {exc}")
