@@ -210,3 +210,20 @@ def test_heat_experiments_write_their_own_time_series(tmp_path):
             reader.read_points_cells()
             assert reader.num_steps == 4
     assert "kappa_seed0.png" in written
+
+
+def test_the_plate_example_configs_load_and_build():
+    from pathlib import Path
+
+    from invfem.experiment.config import load_config
+    from invfem.experiment.run import load_problem
+
+    examples = Path(__file__).parent.parent / "configs" / "examples"
+    joint = load_config(examples / "plate.yaml")
+    problem = load_problem(joint.problem, seed=0, **joint.problem_options)
+    assert [e["name"] for e in problem.info["experiments"]] == ["loaded", "heated"]
+    assert problem.info["n_observations"] == 80 and problem.info["misfit_expected"] == 40
+    assert problem.hessian_kind == "structured" and problem.regularization == 0.1
+    alone = load_config(examples / "plate_heated.yaml")
+    problem = load_problem(alone.problem, seed=0, **alone.problem_options)
+    assert [e["name"] for e in problem.info["experiments"]] == ["heated"]
