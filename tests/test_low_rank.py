@@ -98,3 +98,35 @@ def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, monkeypat
     if "skipped" not in summary:
         assert summary["rank"] == 8 and summary["n_hvp"] == 18 * 3 + 8 + 10
         assert summary["contains_kappa_map"]
+
+
+def test_above_the_size_threshold_run_takes_spectra_identifiability_and_laplace_from_hvps(tmp_path, monkeypatch,
+                                                                                        capsys):
+    import json
+
+    from invfem import structured
+    from invfem.cli import main
+    from invfem.experiment import run as run_module
+
+    formed = []
+    original = structured.CoefficientLoss.hessian
+    monkeypatch.setattr(structured.CoefficientLoss, "hessian", lambda self, theta: formed.append(1) or
+                        original(self, theta))
+    monkeypatch.setattr(run_module, "LOW_RANK_ABOVE", 10)              # this 85-parameter problem counts as large
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({
+        "problem": "poisson", "seeds": [0], "method": "trust-krylov", "options": {"maxiter": 30},
+        "problem_options": {"mesh": {"unit_square": {"n": 5}}, "network": {"widths": [6, 6]}, "regularization": 0.1,
+                            "observations": {"synthetic": {"kappa_true": "1 + 0.5*x*y", "noise": 1e-3,
+                                                           "noise_kind": "gaussian", "at": 12}}},
+        "laplace_samples": 50, "laplace_rank": 8, "output": str(tmp_path / "out")}))
+    assert main(["run", str(config), "--quiet"]) in (0, 1)
+    out = capsys.readouterr().out
+    assert formed == []
+    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    for key in ("hessian0", "hessian_end"):
+        assert run[key]["low_rank"] and run[key]["rank"] == 8 and run[key]["n_positive"] + run[key]["n_negative"] == 8
+    assert "the 8 dominant eigenvalues (" in out and "no P x P matrix" in out
+    assert run["identifiability"]["rank"] == 8 and "summary" in run["identifiability"]
+    if "skipped" not in run["laplace"]:
+        assert run["laplace"]["rank"] == 8

@@ -52,15 +52,18 @@ UNINFORMED = 0.5
 REGION_FRACTION = 0.05
 
 
-def uninformed_region(jv: torch.Tensor, lam: torch.Tensor, alpha: float, points: torch.Tensor) -> dict:
+def uninformed_region(jacobian: torch.Tensor, vectors: torch.Tensor, lam: torch.Tensor, alpha: float,
+                      points: torch.Tensor) -> dict:
     """Per point, the ratio of kappa's linearized posterior variance to its prior variance,
-    ``sum_k (J v_k)^2 / (lambda_k+ + 2 alpha)`` over ``sum_k (J v_k)^2 / (2 alpha)`` (``v_k, lambda_k``:
-    the misfit Hessian's eigenpairs, ``J = d kappa / d theta`` at the points; 1: the data say nothing
-    there, 0: they fix kappa), and the points above :data:`UNINFORMED`: their fraction, count, and
-    where they are (a box in x, y for kappa(x); the range of u for kappa(u))."""
-    weights = jv * jv
-    prior = weights.sum(1) / (2 * alpha)
-    post = (weights / (lam.clamp(min=0) + 2 * alpha)).sum(1)
+    ``|J_i|^2 / (2 alpha) - sum_k (J v_k)_i^2 (1 / (2 alpha) - 1 / (lambda_k+ + 2 alpha))`` over
+    ``|J_i|^2 / (2 alpha)`` (``v_k, lambda_k``: eigenpairs of the misfit Hessian, all of them or its
+    dominant ones; ``J = d kappa / d theta`` at the points; 1: the data say nothing there, 0: they
+    fix kappa), and the points above :data:`UNINFORMED`: their fraction, count, and where they are
+    (a box in x, y for kappa(x); the range of u for kappa(u))."""
+    jv = jacobian @ vectors
+    prior = (jacobian * jacobian).sum(1) / (2 * alpha)
+    gain = 1.0 / (2 * alpha) - 1.0 / (lam.clamp(min=0) + 2 * alpha)
+    post = (prior - (jv * jv * gain).sum(1)).clamp(min=0)
     ratio = torch.where(prior > 0, post / prior.clamp(min=1e-300), torch.ones_like(prior))
     bad = ratio > UNINFORMED
     out = {"threshold": UNINFORMED, "variance_ratio_max": float(ratio.max()),
@@ -79,17 +82,21 @@ def uninformed_region(jv: torch.Tensor, lam: torch.Tensor, alpha: float, points:
 
 
 def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None, points=None,
-                    eps: float = 1e-6) -> dict:
+                    eps: float = 1e-6, low_rank=None) -> dict:
     """What the data at ``theta`` determine of kappa (see the module docstring).
 
     Returns ``n_params``, ``n_informed`` (theta directions the data inform), ``kappa_informed``
     (kappa directions at the points), per change in :data:`CHANGES` its ``curvature_ratio``
     ``s / s_max``, ``representable`` and ``determined``; ``warnings`` (one line per change the
-    data do not determine) and ``summary`` (a sentence)."""
+    data do not determine) and ``summary`` (a sentence). ``low_rank``: the dominant eigenpairs of
+    the misfit's Hessian (:func:`invfem.diagnostics.low_rank.low_rank_hessian` with ``misfit=True``)
+    instead of the dense Hessian (no P x P matrix: the counts are then among those pairs, ``rank`` says how many)."""
     theta = theta.detach()
     n = theta.numel()
-    misfit_h = misfit_hessian(problem, theta, hessian)
-    lam, vectors = torch.linalg.eigh(misfit_h)
+    if low_rank is None:
+        lam, vectors = torch.linalg.eigh(misfit_hessian(problem, theta, hessian))
+    else:
+        lam, vectors = low_rank.eigenvalues, low_rank.vectors
     lam_max = float(lam.abs().max())
     n_informed = int((lam > eps * lam_max).sum())
     points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
@@ -101,11 +108,13 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
     u, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
     keep = s > RCOND * s.max()
     u, s, vh = u[:, keep], s[keep], vh[keep]
-    reduced = (vh @ misfit_h @ vh.T) / s[:, None] / s[None, :]                        # M on range(J), U coordinates
+    projected = vh @ vectors
+    reduced = (projected * lam) @ projected.T / s[:, None] / s[None, :]               # M on range(J), U coordinates
     reduced = 0.5 * (reduced + reduced.T)
     mu = torch.linalg.eigvalsh(reduced)
     s_max = float(mu.abs().max()) if mu.numel() else 0.0
     out = {"n_params": n, "n_informed": n_informed, "eps": eps, "n_points": int(kappa.numel()),
+           **({"rank": int(lam.numel())} if low_rank is not None else {}),
            "kappa_rank": int(keep.sum()), "kappa_informed": int((mu > eps * s_max).sum()), "changes": {}}
     warnings = []
     for name, (words, change) in CHANGES.items():
@@ -121,7 +130,7 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
                             f"{CHANGE_TOL:g}): the learned law is fixed there by the start point and the prior only")
     alpha = problem.regularization
     if alpha > 0:                     # where the data leave kappa to the prior: a region without sensitivity
-        region = uninformed_region(jacobian @ vectors, lam, alpha, points)
+        region = uninformed_region(jacobian, vectors, lam, alpha, points)
         out["uninformed"] = region
         if region["fraction"] >= REGION_FRACTION:
             warnings.append(f"the data do not inform kappa at {region['fraction']:.0%} of the points "

@@ -155,7 +155,8 @@ def _default_points(problem, theta: torch.Tensor) -> torch.Tensor:
 
 
 def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, points=None, alpha: float | None = None,
-            hessian: torch.Tensor | None = None, eps: float = 1e-6, rank: int | None = None) -> LaplaceResult:
+            hessian: torch.Tensor | None = None, eps: float = 1e-6, rank: int | None = None,
+            low_rank=None) -> LaplaceResult:
     """The Laplace posterior of ``problem``'s network at ``theta`` and kappa's bands.
 
     ``alpha`` defaults to the problem's ``regularization`` (``info``); ``hessian`` is the exact
@@ -170,6 +171,7 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
     matrix is never formed) and the prior in the other directions (hIPPYlib's low-rank Laplace):
     ``Sigma = (2 alpha)^-1 (I - V D V^T)``, ``D = lambda / (lambda + 2 alpha)``. It needs a prior;
     ``covariance`` is then None, and ``low_rank`` holds the eigensolver's result (with its error estimate).
+    ``low_rank``: those pairs already computed (of the misfit's Hessian, ``low_rank_hessian(..., misfit=True)``).
     """
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ConfigError(f"laplace: n_samples must be an integer >= 2, got {n_samples!r}")
@@ -178,15 +180,15 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
         raise ConfigError(f"laplace: alpha must be >= 0, got {alpha}")
     theta = theta.detach()
     n = theta.numel()
-    low_rank = None
-    if rank is None:
+    if rank is None and low_rank is None:
         lam, vectors = torch.linalg.eigh(misfit_hessian(problem, theta, hessian, alpha))
     else:
         if alpha == 0:
             raise ConfigError("laplace: rank needs a prior (regularization > 0): the directions beyond the rank "
                               "keep the prior's variance")
-        from invfem.diagnostics.low_rank import low_rank_hessian
-        low_rank = low_rank_hessian(problem, theta, rank, seed=seed, misfit=True)
+        if low_rank is None:          # the misfit's pairs: the prior's flat 2 alpha would hide its small ones
+            from invfem.diagnostics.low_rank import low_rank_hessian
+            low_rank = low_rank_hessian(problem, theta, rank, seed=seed, misfit=True)
         order = torch.argsort(low_rank.eigenvalues)
         lam, vectors = low_rank.eigenvalues[order], low_rank.vectors[:, order]
     n_clipped = int((lam < 0).sum())

@@ -18,6 +18,7 @@ from invfem.errors import ConfigError, InvalidTrialPoint, InvfemError, NonFinite
 from invfem.diagnostics import kappa_error, laplace, spectrum
 from invfem.diagnostics.identifiability import identifiability
 from invfem.diagnostics.laplace import NotAMinimumError
+from invfem.diagnostics.low_rank import low_rank_hessian
 from invfem.experiment.config import ExperimentConfig
 from invfem.experiment.outputs import attempt_or_record, write_outputs
 from invfem.experiment.regularization import (auto_spec, choose_regularization, plot_regularization, resolve_rule,
@@ -242,11 +243,20 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
             f"|g0| = {record['gnorm0']:.3e}")
         if config.hessian_at_start:
             phase = "Hessian at theta0"
-            show.phase(f"start Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
-            summary = hessian_summary(exact_hessian.function(problem.theta0))
-            record["hessian0"] = summary
-            log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], "
-                f"{sign_counts(summary)}, asymmetry {summary['symmetry_error']:.1e}")
+            if problem.n_params > LOW_RANK_ABOVE:
+                rank = config.laplace_rank or DEFAULT_RANK
+                show.phase(f"start Hessian: {rank} dominant eigenpairs from HVPs")
+                summary = low_rank_summary(low_rank_hessian(problem, problem.theta0, rank, seed=seed, misfit=True),
+                                           problem.regularization)
+                record["hessian0"] = summary
+                log(f"[seed {seed}] Hessian at theta0: {low_rank_words(summary)}")
+            else:
+                show.phase(f"start Hessian ({problem.n_params} x {problem.n_params}"
+                           f"{_hessian_eta(problem, exact_hessian)})")
+                summary = hessian_summary(exact_hessian.function(problem.theta0))
+                record["hessian0"] = summary
+                log(f"[seed {seed}] Hessian at theta0: lambda in [{summary['lambda_min']:.3e}, "
+                    f"{summary['lambda_max']:.3e}], {sign_counts(summary)}, asymmetry {summary['symmetry_error']:.1e}")
             clock.lap("hessian0")
         # the dense-Hessian methods get the problem's exact Hessian by its fastest path; Krylov methods use HVPs
         phase = "training"
@@ -329,6 +339,8 @@ def dense_time_warnings(config: ExperimentConfig, problem: Problem) -> list[str]
             out.append(f"method {config.method} forms {size} every {every} iteration(s): about {one:.0f} s each on "
                        f"this machine, up to {total / 3600:.1f} h for maxiter {options.maxiter}; trust-krylov or "
                        "trust-ncg work on Hessian-vector products (about 3 gradients each, no P x P matrix)")
+    if p > LOW_RANK_ABOVE:
+        return out                            # the diagnostics take dominant eigenpairs from HVPs there
     for key, label in (("hessian_at_start", "hessian_at_start"), ("hessian_at_end", "hessian_at_end")):
         if getattr(config, key) and one > SLOW_HESSIAN_SECONDS:
             out.append(f"{label}: {size} takes about {one:.0f} s here; set {key}: false to skip it")
@@ -338,6 +350,32 @@ def dense_time_warnings(config: ExperimentConfig, problem: Problem) -> list[str]
             out.append(f"laplace_samples: {size} and its eigendecomposition take about {seconds:.0f} s here; "
                        "laplace_rank: r builds the posterior from about 4 r Hessian-vector products instead")
     return out
+
+
+#: above this many parameters the spectra, identifiability and Laplace of ``invfem run`` come from the dominant
+#: eigenpairs of the misfit Hessian (:func:`invfem.diagnostics.low_rank.low_rank_hessian`), not the P x P matrix
+LOW_RANK_ABOVE = 5000
+
+#: the eigenpairs taken then, unless ``laplace_rank`` says how many
+DEFAULT_RANK = 100
+
+
+def low_rank_summary(low, alpha: float) -> dict:
+    """The spectrum at a point from its dominant eigenpairs: the loss's eigenvalues (misfit + 2 alpha)
+    among them, their signs, the eigensolver's cost and error bounds."""
+    lam = low.eigenvalues + 2.0 * alpha
+    return {"low_rank": True, "rank": int(lam.numel()), "n_hvp": low.n_hvp, "lambda_max": float(lam.max()),
+            "lambda_min": float(lam.min()), "n_positive": int((lam > 0).sum()), "n_negative": int((lam < 0).sum()),
+            "eigenvalues": lam.tolist(), "eigenvalue_error_max": float(low.eigenvalue_errors.max()),
+            "norm_error_estimate": low.error_estimate}
+
+
+def low_rank_words(summary: dict) -> str:
+    """``the 100 dominant eigenvalues (440 HVPs): lambda in [...], 60 positive / 40 negative; ...``."""
+    return (f"the {summary['rank']} dominant eigenvalues ({summary['n_hvp']} HVPs, no P x P matrix): lambda in "
+            f"[{summary['lambda_min']:.3e}, {summary['lambda_max']:.3e}], {summary['n_positive']} positive / "
+            f"{summary['n_negative']} negative; each within {summary['eigenvalue_error_max']:.1e} of an exact one, "
+            f"the rest of the spectrum below about {summary['norm_error_estimate']:.1e}")
 
 
 def _hessian_eta(problem: Problem, path) -> str:
@@ -369,11 +407,12 @@ def _failed(record: dict, phase: str, exc: Exception, log) -> dict:
 def _check_before_training(config: ExperimentConfig, problem: Problem) -> None:
     """What the configuration asks of this problem that cannot work, found before any training:
     Laplace without a prior, and a P x P Hessian larger than the memory."""
+    small = problem.n_params <= LOW_RANK_ABOVE                      # above: eigenpairs from HVPs instead
     dense = [what for what, asked in ((f"method {config.method}", METHODS[config.method].derivatives == "hessian"),
-                                      ("hessian_at_start", config.hessian_at_start),
-                                      ("hessian_at_end", config.hessian_at_end),
+                                      ("hessian_at_start", config.hessian_at_start and small),
+                                      ("hessian_at_end", config.hessian_at_end and small),
                                       ("laplace_samples", bool(config.laplace_samples) and
-                                       config.laplace_rank is None)) if asked]
+                                       config.laplace_rank is None and small)) if asked]
     if dense:
         check_dense_hessian(problem.n_params, " and ".join(dense))
     if config.stop:
@@ -461,8 +500,14 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     record = {}
     attempt = lambda name, work: attempt_or_record(failures, name, work)
 
-    h = None
-    if config.hessian_at_end or (config.laplace_samples and config.laplace_rank is None):
+    h = low = None
+    big = problem.n_params > LOW_RANK_ABOVE                      # no P x P matrix: dominant eigenpairs from HVPs
+    if (big and (config.hessian_at_end or config.laplace_samples)) or \
+            (config.laplace_samples and config.laplace_rank is not None):
+        rank = config.laplace_rank or DEFAULT_RANK
+        phase(f"end Hessian: {rank} dominant eigenpairs from HVPs")
+        low = attempt("Hessian at the result", lambda: low_rank_hessian(problem, theta, rank, seed=seed, misfit=True))
+    if not big and (config.hessian_at_end or (config.laplace_samples and config.laplace_rank is None)):
         phase(f"end Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
         h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
     if config.hessian_at_end and h is not None:
@@ -471,9 +516,13 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
             record["hessian_end"] = summary
             log(f"[seed {seed}] Hessian at the result: lambda in [{summary['lambda_min']:.3e}, "
                 f"{summary['lambda_max']:.3e}], {sign_counts(summary)}")
-    if h is not None and problem.info.get("space") is not None:
+    elif config.hessian_at_end and low is not None:
+        record["hessian_end"] = low_rank_summary(low, problem.regularization)
+        log(f"[seed {seed}] Hessian at the result: {low_rank_words(record['hessian_end'])}")
+    if (h is not None or (low is not None and config.hessian_at_end)) and problem.info.get("space") is not None:
         phase("identifiability")
-        found = attempt("identifiability", lambda: identifiability(problem, theta, hessian=h))
+        found = attempt("identifiability", lambda: identifiability(problem, theta, hessian=h, low_rank=low if h is None
+                                                                   else None))
         if found is not None:
             record["identifiability"] = found
             log(f"[seed {seed}] identifiability: {found['summary']}")
@@ -490,14 +539,13 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
             noise = f" (noise level {row['misfit_expected']:.4g})" if "misfit_expected" in row else ""
             log(f"[seed {seed}] experiment {row['name']} (weight {row['weight']:g}): misfit {row['misfit']:.4e}{noise}")
     posterior = None
-    if config.laplace_samples and (h is not None or config.laplace_rank is not None):
-        rank = f", rank {config.laplace_rank} from HVPs" if config.laplace_rank is not None else ""
+    if config.laplace_samples and (h is not None or low is not None):
+        rank = f", rank {low.eigenvalues.numel()} from HVPs" if low is not None else ""
         phase(f"Laplace ({config.laplace_samples} samples{rank})")
 
         def posterior_or_warning():
             try:
-                return laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h,
-                               rank=config.laplace_rank)
+                return laplace(problem, theta, n_samples=config.laplace_samples, seed=seed, hessian=h, low_rank=low)
             except NotAMinimumError as exc:   # a saddle or an unfinished run: no bands, said plainly
                 record["laplace"] = {"skipped": str(exc)}
                 log(f"[seed {seed}] warning: no Laplace bands: {exc}")
