@@ -73,16 +73,23 @@ def test_low_rank_laplace_needs_a_prior():
         low_rank_hessian(problem, problem.theta0, 0)
 
 
-def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, monkeypatch):
+@pytest.fixture
+def formed(monkeypatch):
+    """The structured P x P Hessians formed while the test runs (one entry each)."""
+    from invfem import structured
+
+    calls = []
+    original = structured.CoefficientLoss.hessian
+    monkeypatch.setattr(structured.CoefficientLoss, "hessian", lambda self, theta: calls.append(1) or
+                        original(self, theta))
+    return calls
+
+
+def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, formed):
     import json
 
-    from invfem import structured
     from invfem.cli import main
 
-    formed = []
-    original = structured.CoefficientLoss.hessian
-    monkeypatch.setattr(structured.CoefficientLoss, "hessian", lambda self, theta: formed.append(1) or
-                        original(self, theta))
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({
         "problem": "poisson", "seeds": [0], "method": "trust-krylov", "options": {"maxiter": 30},
@@ -101,17 +108,12 @@ def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, monkeypat
 
 
 def test_above_the_size_threshold_run_takes_spectra_identifiability_and_laplace_from_hvps(tmp_path, monkeypatch,
-                                                                                        capsys):
+                                                                                        capsys, formed):
     import json
 
-    from invfem import structured
     from invfem.cli import main
     from invfem.experiment import run as run_module
 
-    formed = []
-    original = structured.CoefficientLoss.hessian
-    monkeypatch.setattr(structured.CoefficientLoss, "hessian", lambda self, theta: formed.append(1) or
-                        original(self, theta))
     monkeypatch.setattr(run_module, "LOW_RANK_ABOVE", 10)              # this 85-parameter problem counts as large
     config = tmp_path / "run.yaml"
     config.write_text(json.dumps({
