@@ -85,7 +85,8 @@ def formed(monkeypatch):
     return calls
 
 
-def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, formed):
+def _krylov_run(tmp_path, **extra) -> dict:
+    """``invfem run`` of trust-krylov with Laplace from 8 eigenpairs on a small poisson problem; its record."""
     import json
 
     from invfem.cli import main
@@ -96,10 +97,13 @@ def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, formed):
         "problem_options": {"mesh": {"unit_square": {"n": 5}}, "network": {"widths": [6, 6]}, "regularization": 0.1,
                             "observations": {"synthetic": {"kappa_true": "1 + 0.5*x*y", "noise": 1e-3,
                                                            "noise_kind": "gaussian", "at": 12}}},
-        "hessian_at_start": False, "hessian_at_end": False, "laplace_samples": 50, "laplace_rank": 8,
-        "output": str(tmp_path / "out")}))
+        "laplace_samples": 50, "laplace_rank": 8, "output": str(tmp_path / "out"), **extra}))
     assert main(["run", str(config), "--quiet"]) in (0, 1)
-    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    return json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+
+
+def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, formed):
+    run = _krylov_run(tmp_path, hessian_at_start=False, hessian_at_end=False)
     assert formed == []                                         # no P x P Hessian anywhere
     summary = run["laplace"]
     if "skipped" not in summary:
@@ -109,23 +113,12 @@ def test_invfem_run_with_laplace_rank_forms_no_dense_hessian(tmp_path, formed):
 
 def test_above_the_size_threshold_run_takes_spectra_identifiability_and_laplace_from_hvps(tmp_path, monkeypatch,
                                                                                         capsys, formed):
-    import json
-
-    from invfem.cli import main
     from invfem.experiment import run as run_module
 
     monkeypatch.setattr(run_module, "LOW_RANK_ABOVE", 10)              # this 85-parameter problem counts as large
-    config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({
-        "problem": "poisson", "seeds": [0], "method": "trust-krylov", "options": {"maxiter": 30},
-        "problem_options": {"mesh": {"unit_square": {"n": 5}}, "network": {"widths": [6, 6]}, "regularization": 0.1,
-                            "observations": {"synthetic": {"kappa_true": "1 + 0.5*x*y", "noise": 1e-3,
-                                                           "noise_kind": "gaussian", "at": 12}}},
-        "laplace_samples": 50, "laplace_rank": 8, "output": str(tmp_path / "out")}))
-    assert main(["run", str(config), "--quiet"]) in (0, 1)
+    run = _krylov_run(tmp_path)
     out = capsys.readouterr().out
     assert formed == []
-    run = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
     for key in ("hessian0", "hessian_end"):
         assert run[key]["low_rank"] and run[key]["rank"] == 8 and run[key]["n_positive"] + run[key]["n_negative"] == 8
     assert "the 8 dominant eigenvalues (" in out and "no P x P matrix" in out
