@@ -210,7 +210,7 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
 def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int,
              notes: list | None = None) -> dict:
     from invfem.experiment.run import load_problem
-    from invfem.optim import METHODS, Checkpoint, minimize, minimize_chain
+    from invfem.optim import Checkpoint
     from invfem.structured import hessian_path
 
     resume, diagnostics, pending, resumed = None, [], None, []
@@ -253,16 +253,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
                                      "pending": tracker.pending, "resumed": resumed})
 
     checkpoint = Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
-    if spec.stages:
-        result = minimize_chain(problem.loss, problem.theta0, spec.stages, hess=exact_hessian, bounds=problem.bounds,
-                                callback=tracker, checkpoint=checkpoint, resume=resume, residual=problem.residual,
-                                residual_jacobian=problem.solver_jacobian)
-    else:
-        dense = METHODS[spec.method].derivatives == "hessian"
-        result = minimize(problem.loss, problem.theta0, method=spec.method, options=spec.options,
-                          hess=exact_hessian if dense else None, bounds=problem.bounds, callback=tracker,
-                          checkpoint=checkpoint, resume=resume, residual=problem.residual,
-                          residual_jacobian=problem.solver_jacobian)
+    result = _train(problem, spec, problem.theta0, exact_hessian, callback=tracker, checkpoint=checkpoint,
+                    resume=resume)
     message = result.message
     if tracker.stopped_by_time:
         message = f"wall-time limit of {spec.time_limit:g} s reached"
@@ -296,36 +288,40 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     return record
 
 
+def _train(problem, spec, x0: torch.Tensor, hess, maxiter: int | None = None, **extra):
+    """``spec``'s method (or its chain of stages) on ``problem`` from ``x0``: the dense methods on
+    ``hess``; ``maxiter`` overrides a single method's budget; ``extra``: callback, checkpoint, resume."""
+    from invfem.optim import METHODS, minimize, minimize_chain
+
+    common = dict(bounds=problem.bounds, residual=problem.residual, residual_jacobian=problem.solver_jacobian, **extra)
+    if spec.stages:
+        return minimize_chain(problem.loss, x0, spec.stages, hess=hess, **common)
+    options = spec.options if maxiter is None else {**spec.options, "maxiter": maxiter}
+    dense = METHODS[spec.method].derivatives == "hessian"
+    return minimize(problem.loss, x0, method=spec.method, options=options, hess=hess if dense else None, **common)
+
+
 def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fingerprint: str, auto, device) -> dict:
     """``regularization: auto`` for one run: alpha chosen by the run's own method
     (:func:`invfem.experiment.regularization.choose_regularization`), the selection written to
     ``regularization.json`` (reused by a resumed run with the same settings) and drawn in
     ``regularization.png``."""
     from invfem.experiment.run import load_problem
-    from invfem.optim import METHODS, minimize, minimize_chain
     from invfem.structured import hessian_path
 
     path = folder / "regularization.json"
     if path.is_file():
         try:
-            saved = json.loads(path.read_text())
-            if saved.get("fingerprint") == fingerprint:
+            saved = read_json(path)
+            if saved.get("fingerprint") == fingerprint and isinstance(saved.get("selection"), dict):
                 return saved["selection"]
-        except (OSError, ValueError, AttributeError):
+        except (OSError, CorruptRecord):
             pass                                      # unreadable: chosen again
-
-    def fit(problem, x0):
-        hess = hessian_path(problem, chunk_size=study.hessian_chunk).function
-        common = dict(bounds=problem.bounds, residual=problem.residual, residual_jacobian=problem.solver_jacobian)
-        if spec.stages:
-            return minimize_chain(problem.loss, x0, spec.stages, hess=hess, **common)
-        options = spec.options if auto.maxiter is None else {**spec.options, "maxiter": auto.maxiter}
-        dense = METHODS[spec.method].derivatives == "hessian"
-        return minimize(problem.loss, x0, method=spec.method, options=options, hess=hess if dense else None, **common)
 
     selection = choose_regularization(
         lambda alpha: load_problem(study.problem, seed=seed, **device, **with_alpha(study.problem_options, alpha)),
-        fit, auto)
+        lambda problem, x0: _train(problem, spec, x0, hessian_path(problem, chunk_size=study.hessian_chunk).function,
+                                   maxiter=auto.maxiter), auto)
     try:
         plot_regularization(folder / "regularization.png", selection, f"{spec.label}, seed {seed}")
         selection["figure"] = "regularization.png"
