@@ -244,9 +244,7 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         if config.hessian_at_start:
             phase = "Hessian at theta0"
             if problem.n_params > LOW_RANK_ABOVE:
-                rank = config.laplace_rank or DEFAULT_RANK
-                show.phase(f"start Hessian: {rank} dominant eigenpairs from HVPs")
-                summary = low_rank_summary(low_rank_hessian(problem, problem.theta0, rank, seed=seed, misfit=True),
+                summary = low_rank_summary(_dominant_pairs(problem, problem.theta0, config, seed, show.phase, "start"),
                                            problem.regularization)
                 record["hessian0"] = summary
                 log(f"[seed {seed}] Hessian at theta0: {low_rank_words(summary)}")
@@ -320,12 +318,7 @@ def dense_time_warnings(config: ExperimentConfig, problem: Problem) -> list[str]
     from invfem.optim.options import parse_options
     from invfem.resources import gemm_rate
 
-    if hessian_path(problem).kind != "structured":
-        return []
-    points = problem.info.get("n_quad")
-    if points and problem.info.get("experiments"):
-        points *= len(problem.info["experiments"])
-    one = hessian_seconds(problem.n_params, points)
+    one = _structured_seconds(problem, hessian_path(problem).kind)
     if one is None:
         return []
     p = problem.n_params
@@ -360,6 +353,14 @@ LOW_RANK_ABOVE = 5000
 DEFAULT_RANK = 100
 
 
+def _dominant_pairs(problem: Problem, theta: torch.Tensor, config: ExperimentConfig, seed: int, phase, where: str):
+    """The ``laplace_rank`` (else :data:`DEFAULT_RANK`) dominant eigenpairs of the misfit Hessian at
+    ``theta`` from HVPs (:func:`invfem.diagnostics.low_rank.low_rank_hessian`), the phase shown."""
+    rank = config.laplace_rank or DEFAULT_RANK
+    phase(f"{where} Hessian: {rank} dominant eigenpairs from HVPs")
+    return low_rank_hessian(problem, theta, rank, seed=seed, misfit=True)
+
+
 def low_rank_summary(low, alpha: float) -> dict:
     """The spectrum at a point from its dominant eigenpairs: the loss's eigenvalues (misfit + 2 alpha)
     among them, their signs, the eigensolver's cost and error bounds."""
@@ -378,16 +379,21 @@ def low_rank_words(summary: dict) -> str:
             f"the rest of the spectrum below about {summary['norm_error_estimate']:.1e}")
 
 
-def _hessian_eta(problem: Problem, path) -> str:
-    """``, about 40 s`` for a structured Hessian expected to take over 2 s (its network bound
-    2 P^2 Q at this machine's GEMM rate, :func:`invfem.resources.hessian_seconds`); nothing otherwise."""
-    if path.kind != "structured":
-        return ""
+def _structured_seconds(problem: Problem, kind: str) -> float | None:
+    """The estimated seconds of ``problem``'s P x P Hessian on the ``kind`` path picked for it: its
+    network bound 2 P^2 Q (Q over all experiments) at this machine's GEMM rate
+    (:func:`invfem.resources.hessian_seconds`); None for the generic path or without Q."""
+    if kind != "structured":
+        return None
     points = problem.info.get("n_quad")
-    experiments = problem.info.get("experiments")
-    if points and experiments:
-        points *= len(experiments)
-    seconds = hessian_seconds(problem.n_params, points) if problem.n_params >= 300 else None
+    if points and problem.info.get("experiments"):
+        points *= len(problem.info["experiments"])
+    return hessian_seconds(problem.n_params, points)
+
+
+def _hessian_eta(problem: Problem, path) -> str:
+    """``, about 40 s`` for a structured Hessian expected to take over 2 s; nothing otherwise."""
+    seconds = _structured_seconds(problem, path.kind) if problem.n_params >= 300 else None
     return f", about {seconds:.0f} s" if seconds is not None and seconds > 2 else ""
 
 
@@ -504,9 +510,7 @@ def _after_training(problem: Problem, theta: torch.Tensor, exact_hessian, config
     big = problem.n_params > LOW_RANK_ABOVE                      # no P x P matrix: dominant eigenpairs from HVPs
     if (big and (config.hessian_at_end or config.laplace_samples)) or \
             (config.laplace_samples and config.laplace_rank is not None):
-        rank = config.laplace_rank or DEFAULT_RANK
-        phase(f"end Hessian: {rank} dominant eigenpairs from HVPs")
-        low = attempt("Hessian at the result", lambda: low_rank_hessian(problem, theta, rank, seed=seed, misfit=True))
+        low = attempt("Hessian at the result", lambda: _dominant_pairs(problem, theta, config, seed, phase, "end"))
     if not big and (config.hessian_at_end or (config.laplace_samples and config.laplace_rank is None)):
         phase(f"end Hessian ({problem.n_params} x {problem.n_params}{_hessian_eta(problem, exact_hessian)})")
         h = attempt("Hessian at the result", lambda: exact_hessian.function(theta))
