@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from invfem.diagnostics.laplace import _default_points, misfit_hessian
+from invfem.diagnostics.laplace import _default_points, linearized_variance, misfit_hessian
 
 #: singular values of J below RCOND times the largest are directions the network barely makes: left out of M
 RCOND = 1e-3
@@ -60,10 +60,8 @@ def uninformed_region(jacobian: torch.Tensor, vectors: torch.Tensor, lam: torch.
     dominant ones; ``J = d kappa / d theta`` at the points; 1: the data say nothing there, 0: they
     fix kappa), and the points above :data:`UNINFORMED`: their fraction, count, and where they are
     (a box in x, y for kappa(x); the range of u for kappa(u))."""
-    jv = jacobian @ vectors
     prior = (jacobian * jacobian).sum(1) / (2 * alpha)
-    gain = 1.0 / (2 * alpha) - 1.0 / (lam.clamp(min=0) + 2 * alpha)
-    post = (prior - (jv * jv * gain).sum(1)).clamp(min=0)
+    post = linearized_variance(jacobian, vectors, lam, alpha, complete=vectors.shape[1] == jacobian.shape[1])
     ratio = torch.where(prior > 0, post / prior.clamp(min=1e-300), torch.ones_like(prior))
     bad = ratio > UNINFORMED
     out = {"threshold": UNINFORMED, "variance_ratio_max": float(ratio.max()),

@@ -221,11 +221,7 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
         samples_nonlinear = torch.stack([problem.kappa(t, inputs) for t in thetas])
         z_map = raw(theta, inputs)
     jacobian_z = torch.func.jacrev(lambda t: raw(t, inputs))(theta)                     # (n, P)
-    projected = jacobian_z @ vectors
-    if low_rank is None:
-        std_z = (projected * scale).norm(dim=1)
-    else:
-        std_z = (prior**2 * (jacobian_z**2).sum(1) + (projected**2 * (scale**2 - prior**2)).sum(1)).clamp(min=0).sqrt()
+    std_z = linearized_variance(jacobian_z, vectors, lam, alpha, complete=low_rank is None).sqrt()
     std_linearized = slope(z_map).abs() * std_z                    # d kappa / d theta = phi'(z) J_z, pointwise
     lower_linearized, upper_linearized = _interval(output, z_map - 1.96 * std_z, z_map + 1.96 * std_z)
     with torch.no_grad():
@@ -238,6 +234,20 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
                          upper=quantiles[1], std_linearized=std_linearized, lower_linearized=lower_linearized,
                          upper_linearized=upper_linearized, effective_dimension=effective,
                          samples_nonlinear=samples_nonlinear, low_rank=low_rank)
+
+
+def linearized_variance(jacobian: torch.Tensor, vectors: torch.Tensor, lam: torch.Tensor, alpha: float,
+                        complete: bool) -> torch.Tensor:
+    """Pointwise variance ``diag(J Sigma J^T)`` of a linearized predictive under the Laplace
+    posterior ``Sigma = (H_+ + 2 alpha I)^-1``, from eigenpairs ``(lam, vectors)`` of the misfit
+    Hessian ``H``: ``sum_k (J v_k)^2 / (lam_k+ + 2 alpha)``, plus, where the pairs are not
+    ``complete`` (a low-rank ``H``), the prior's ``1 / (2 alpha)`` on the rest of each row of ``J``."""
+    jv = jacobian @ vectors
+    inside = (jv * jv / (lam.clamp(min=0) + 2.0 * alpha)).sum(1)
+    if complete:
+        return inside
+    rest = ((jacobian * jacobian).sum(1) - (jv * jv).sum(1)).clamp(min=0)
+    return inside + rest / (2.0 * alpha)
 
 
 def misfit_hessian(problem, theta: torch.Tensor, hessian: torch.Tensor | None = None,
