@@ -5,9 +5,12 @@ parameters and up to 3*10^5 quadrature points (poisson_fem, reference 000's FEM-
                                [--hessian-limit 30] [--figure docs/scale_cost.png]
 
 Per (mesh, network) case, each in a fresh process (so its peak memory is its own): the
-gradient and one exact HVP (``invfem.derivatives.hvp``, the product trust-ncg, trust-krylov and
-the low-rank eigensolver use), the median of ``--repeat``; their ratio (the target of issue 21:
-HVP <= 3 gradients); the structured P x P Hessian's estimate (``invfem.resources.hessian_seconds``:
+gradient, the exact HVP the Krylov methods and the low-rank eigensolver use (the problem's
+``hessian_path(problem).operator``: the closed-form directional network passes, the network's
+state at theta built once per iterate; "first HVP" includes building it, "HVP" is each further
+product at the same iterate, as a Krylov solve runs them), per direction in a block of 16, and
+autograd's ``invfem.derivatives.hvp`` for comparison; medians of ``--repeat``; their ratios to
+the gradient (the target of issue 21: HVP <= 3 gradients); the structured P x P Hessian's estimate (``invfem.resources.hessian_seconds``:
 2 P^2 Q at this machine's GEMM rate) and, where that is under ``--hessian-limit`` seconds, its
 measured time; the peak resident memory of the process. ``--big`` adds the 300x300 mesh with
 the 921-parameter network. Networks: 2-20-20-20-1 (921), 2-35-35-35-1 (2661), 2-50-50-50-1 (5301),
@@ -42,6 +45,7 @@ def one_case(n: int, params: int, repeat: int, hessian_limit: float, queue) -> N
     from invfem.experiment.run import load_problem
     from invfem.resources import gemm_rate, hessian_seconds
     from invfem.runtime import reuse_freed_memory
+    from invfem.structured import hessian_path
 
     reuse_freed_memory()
     problem = load_problem("poisson_fem", seed=0, n=n, widths=WIDTHS[params])
@@ -49,14 +53,22 @@ def one_case(n: int, params: int, repeat: int, hessian_limit: float, queue) -> N
     v = torch.randn(problem.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     value_and_grad(problem.loss, theta), hvp(problem.loss, theta, v)                    # warm
     gradient = _median(lambda: value_and_grad(problem.loss, theta), repeat)
-    product = _median(lambda: hvp(problem.loss, theta, v), repeat)
+    autograd = _median(lambda: hvp(problem.loss, theta, v), repeat)
+    path = hessian_path(problem)
+    first = _median(lambda: path.operator(theta)(v), repeat)
+    apply = path.operator(theta)
+    product = _median(lambda: apply(v), repeat)
+    block = torch.randn(problem.n_params, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    per_direction = _median(lambda: apply(block), 1) / 16
     estimate = hessian_seconds(problem.n_params, problem.info["n_quad"])
     measured = None
     if estimate <= hessian_limit:
         problem.hessian(theta)
         measured = _median(lambda: problem.hessian(theta), 1)
     queue.put({"n": n, "dofs": problem.info["n_dofs"], "Q": problem.info["n_quad"], "P": problem.n_params,
-               "gradient": gradient, "hvp": product, "ratio": product / gradient, "hessian_estimate": estimate,
+               "gradient": gradient, "hvp": product, "ratio": product / gradient, "first_hvp": first,
+               "block_hvp": per_direction, "autograd_hvp": autograd, "autograd_ratio": autograd / gradient,
+               "hessian_estimate": estimate,
                "hessian": measured, "hessian_bytes": 8.0 * problem.n_params ** 2, "gemm_gflops": gemm_rate() / 1e9,
                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6})
 
@@ -74,9 +86,9 @@ def main():
     cases = [(n, p) for n in args.meshes for p in args.params] + ([(300, 921)] if args.big else [])
     context = multiprocessing.get_context("spawn")
     rows = []
-    print("| mesh | dofs | Q | P | gradient s | HVP s | HVP / gradient | P x P Hessian: estimate s | measured s | "
-          "its memory | peak RSS GB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| mesh | dofs | Q | P | gradient s | HVP s | HVP / gradient | first HVP / gradient | block HVP / gradient | "
+          "autograd HVP / gradient | P x P Hessian: estimate s | measured s | its memory | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n, p in cases:
         queue = context.Queue()
         worker = context.Process(target=one_case, args=(n, p, args.repeat, args.hessian_limit, queue))
@@ -85,8 +97,10 @@ def main():
         worker.join()
         rows.append(row)
         measured = f"{row['hessian']:.2f}" if row["hessian"] is not None else "–"
-        print(f"| {n}×{n} | {row['dofs']} | {row['Q']} | {row['P']} | {row['gradient']:.3f} | {row['hvp']:.3f} | "
-              f"**{row['ratio']:.2f}** | {row['hessian_estimate']:.1f} | {measured} | "
+        g = row["gradient"]
+        print(f"| {n}×{n} | {row['dofs']} | {row['Q']} | {row['P']} | {g:.3f} | {row['hvp']:.3f} | "
+              f"**{row['ratio']:.2f}** | {row['first_hvp'] / g:.2f} | {row['block_hvp'] / g:.2f} | "
+              f"{row['autograd_ratio']:.2f} | {row['hessian_estimate']:.1f} | {measured} | "
               f"{row['hessian_bytes'] / 2**30:.2f} GiB | {row['peak_rss_gb']:.2f} |", flush=True)
     print(f"\nGEMM rate {rows[0]['gemm_gflops']:.1f} Gflop/s (float64, 512 x 512)")
     if args.json:
@@ -105,6 +119,7 @@ def main():
             ps = [r["P"] for r in sub]
             left.loglog(ps, [r["gradient"] for r in sub], "o-", label=f"gradient, {n}x{n}")
             left.loglog(ps, [r["hvp"] for r in sub], "s--", label=f"HVP, {n}x{n}")
+            left.loglog(ps, [r["autograd_hvp"] for r in sub], "x:", label=f"autograd HVP, {n}x{n}")
             right.loglog(ps, [r["hessian_estimate"] for r in sub], "o:", label=f"Hessian estimate, {n}x{n}")
             done = [r for r in sub if r["hessian"] is not None]
             if done:

@@ -122,18 +122,20 @@ class TaylorResult:
 
 
 def taylor_test(f: Loss, theta: torch.Tensor, direction: torch.Tensor, h0: float = 1e-2,
-                n_steps: int = 5, factor: float = 0.5) -> TaylorResult:
+                n_steps: int = 5, factor: float = 0.5, hessp: Callable | None = None) -> TaylorResult:
     """Taylor test of ``f`` at ``theta`` along ``direction`` with steps ``h0 * factor**k``.
 
-    The gradient and Hessian-vector product come from :func:`value_and_grad` and :func:`hvp`,
-    so the test verifies exactly the derivatives the optimizers use. Pick ``h0`` so that
+    The gradient and Hessian-vector product come from :func:`value_and_grad` and :func:`hvp`
+    (``hessp(theta, v)`` instead, to verify another product: a problem's structured one,
+    :attr:`invfem.structured.HessianPath.hessp`), so the test verifies exactly the derivatives
+    the optimizers use. Pick ``h0`` so that
     the smallest third-order remainder stays well above round-off (``~1e-13 |f|``).
     """
     if direction.shape != theta.shape:
         raise ShapeError(f"direction shape {tuple(direction.shape)} differs from theta shape {tuple(theta.shape)}")
     f0, g = value_and_grad(f, theta)
     dg = float(g @ direction)
-    dhd = float(direction @ hvp(f, theta, direction))
+    dhd = float(direction @ (hvp(f, theta, direction) if hessp is None else hessp(theta, direction)))
     steps = h0 * factor ** np.arange(n_steps)
     rem = np.empty((3, n_steps))
     for i, h in enumerate(steps):

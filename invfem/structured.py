@@ -31,9 +31,11 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from invfem.derivatives import hessian as generic_hessian
-from invfem.errors import NonPositiveCoefficientError
+from invfem.derivatives import hvp as generic_hvp
 from invfem.derivatives import value_and_grad
+from invfem.errors import NonPositiveCoefficientError
 from invfem.linalg.jacobian import JacobianOperator, as_dense
+from invfem.nn.directional import NetworkDirections
 from invfem.nn.hessian import DEFAULT_CHUNK, NetworkJacobian, network_terms, supports_fast_hessian
 
 HVP_CHUNK = 128   # coefficient-space Hessian-vector products formed at once (memory)
@@ -176,13 +178,64 @@ class CoefficientLoss:
                               on_chunk=lin.on_chunk, store=lin.on_chunk is None)
         return terms.hessian.add_(lin.curvature(terms.jac))
 
+    def hessian_operator(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``V -> H V`` at ``theta`` (``V``: ``(P,)`` or a block ``(P, k)``), exact, without the P x P
+        matrix: the network's closed-form directional passes (:class:`~invfem.nn.directional.
+        NetworkDirections`, its state at ``theta`` computed once) around the outer loss's Hessian in
+        kappa applied to ``J V`` (batched ``jvp(grad(outer))``: one multi-right-hand-side solve per
+        block on the cached factorization; hIPPYlib's incremental forward and adjoint solves)."""
+        theta = theta.detach()
+        network = NetworkDirections(self.mlp, theta, self.points)
+        kappa = network.kappa
+        network.weigh(value_and_grad(self.outer, kappa)[1])
+        outer_hvp = lambda rows: vmap(lambda v: jvp(grad(self.outer), (kappa,), (v,))[1], chunk_size=HVP_CHUNK)(rows)
+        return _as_block_operator(lambda block: network.hvp(block, outer_hvp))
+
+
+def _as_block_operator(apply_block):
+    """A block map ``(P, k) -> (P, k)`` that also takes one vector ``(P,)``."""
+    return lambda v: apply_block(v) if v.ndim == 2 else apply_block(v[:, None])[:, 0]
+
+
+def generic_hessian_operator(loss, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``V -> H V`` of any loss by :func:`invfem.derivatives.hvp`, column by column."""
+    theta = theta.detach()
+    return _as_block_operator(lambda block: torch.stack(
+        [generic_hvp(loss, theta, block[:, j].contiguous()) for j in range(block.shape[1])], 1))
+
 
 @dataclass(frozen=True)
 class HessianPath:
-    """The Hessian a problem uses: ``kind`` is ``"structured"`` or ``"generic"``."""
+    """The Hessian a problem uses: ``kind`` is ``"structured"`` or ``"generic"``; ``function(theta)``
+    the dense ``(P, P)`` matrix; ``operator(theta)`` the map ``V -> H V`` (vectors or ``(P, k)``
+    blocks) without the matrix; ``product_kind`` which product that is (``"structured"``: the
+    closed-form directional passes, ``"generic"``: autograd's HVP)."""
 
     kind: str
     function: Callable[[torch.Tensor], torch.Tensor]
+    operator: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
+    product_kind: str = "generic"
+
+    @property
+    def hessp(self) -> "CachedProduct":
+        """``(theta, v) -> H(theta) v`` for :func:`invfem.minimize`'s ``hessp``: the operator at the
+        latest ``theta`` kept, so the products of one iterate share its state."""
+        return CachedProduct(self.operator)
+
+
+class CachedProduct:
+    """``(theta, v) -> H(theta) v`` from ``operator(theta)``, rebuilt only when ``theta`` changes."""
+
+    def __init__(self, operator):
+        self.operator = operator
+        self._theta = self._apply = None
+
+    def __call__(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if self._theta is None or self._theta.shape != theta.shape or not torch.equal(self._theta, theta):
+            self._apply = None                       # free the old state first
+            self._apply = self.operator(theta)
+            self._theta = theta.detach().clone()
+        return self._apply(v)
 
 
 def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
@@ -193,9 +246,13 @@ def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
     directions per batch). Both are exact; the structured one is the fast one.
     """
     structure = getattr(problem, "structure", None)
+    generic_operator = lambda theta: generic_hessian_operator(problem.loss, theta)
     if structure is not None and structure.supported:
-        return HessianPath("structured", structure.hessian)
-    return HessianPath("generic", lambda theta: generic_hessian(problem.loss, theta, chunk_size=chunk_size))
+        if has_operator(structure):
+            return HessianPath("structured", structure.hessian, structure.hessian_operator, "structured")
+        return HessianPath("structured", structure.hessian, generic_operator)
+    return HessianPath("generic", lambda theta: generic_hessian(problem.loss, theta, chunk_size=chunk_size),
+                       generic_operator)
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,6 +276,15 @@ class RegularizedLoss:
         h = self.structure.hessian(theta)
         h.diagonal().add_(2.0 * self.alpha)
         return h
+
+    @property
+    def has_operator(self) -> bool:
+        return has_operator(self.structure)
+
+    def hessian_operator(self, theta: torch.Tensor):
+        """``V -> H V + 2 alpha V`` on the structure's operator."""
+        inner = self.structure.hessian_operator(theta)
+        return lambda v: inner(v).add_(v, alpha=2.0 * self.alpha)
 
     @property
     def has_residual(self) -> bool:
@@ -271,6 +337,15 @@ class WeightedSum:
             h = term.hessian(theta).mul_(w)
             total = h if total is None else total.add_(h)
         return total
+
+    @property
+    def has_operator(self) -> bool:
+        return all(has_operator(term) for term in self.terms)
+
+    def hessian_operator(self, theta: torch.Tensor):
+        """``V -> sum_i w_i H_i V`` on the terms' operators."""
+        parts = [(w, term.hessian_operator(theta)) for w, term in zip(self.weights, self.terms)]
+        return lambda v: sum(w * apply(v) for w, apply in parts)
 
     @property
     def has_residual(self) -> bool:
@@ -338,6 +413,14 @@ class PositiveCoefficient:
             return None
         self.check(kappa)
         return inner(kappa)
+
+
+def has_operator(loss) -> bool:
+    """Whether a structured loss has a closed-form Hessian-vector product (``hessian_operator``)."""
+    flag = getattr(loss, "has_operator", None)
+    if flag is not None:
+        return bool(flag)
+    return hasattr(loss, "hessian_operator")
 
 
 def has_residual(loss) -> bool:

@@ -561,3 +561,14 @@ def test_result_is_a_dict_with_attributes_and_pickles():
     assert "history" not in repr(res) and "fun" in repr(res)
     for twin in (pickle.loads(pickle.dumps(res)), copy.deepcopy(res)):
         assert twin.nit == res.nit and len(twin.history) == len(res.history)
+
+
+@pytest.mark.parametrize("method", ["trust-ncg", "trust-krylov"])
+def test_eisenstat_walker_forcing_converges_and_bad_forcing_is_refused(method):
+    from invfem.errors import ConfigError
+
+    res = minimize(rosenbrock, torch.tensor([-1.2, 1.0]), method=method,
+                   options={"forcing": "eisenstat-walker", "gtol": 1e-10})
+    assert res.success and float(torch.linalg.norm(res.x - 1.0)) < 1e-6
+    with pytest.raises(ConfigError, match="forcing"):
+        minimize(rosenbrock, torch.tensor([-1.2, 1.0]), method=method, options={"forcing": "fast"})

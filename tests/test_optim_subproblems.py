@@ -187,3 +187,55 @@ def test_more_sorensen_with_hints_still_finds_the_global_minimiser(seed):
         assert model_value(h, g, sol.p) <= model_value(h, g, best.p) + 1e-7 * max(1.0, abs(model_value(h, g, best.p)))
         assert np.linalg.norm(sol.p) <= radius * (1 + 2e-6)            # within k_easy of the boundary
         assert model_value(h, g, sol.p) == pytest.approx(model_value(h, g, plain.p), rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.parametrize("solver", [steihaug_cg, gltr], ids=["steihaug", "gltr"])
+def test_krylov_solvers_return_h_times_p_without_another_product(solver):
+    """The predicted decrease uses the solver's H p (no extra product): it must be H @ p."""
+    checked = 0
+    for H, g, radius in _random_subproblems(200, seed=11):
+        sol = solver(lambda v: H @ v, g, radius, tol=1e-10)
+        assert sol.hp is not None
+        assert np.linalg.norm(sol.hp - H @ sol.p) <= 1e-8 * max(1.0, np.linalg.norm(H @ sol.p))
+        checked += 1
+    assert checked == 200
+
+
+@pytest.mark.parametrize("solver", [steihaug_cg, gltr], ids=["steihaug", "gltr"])
+def test_a_rejected_step_replays_the_kept_products(solver):
+    """After a rejection the same Krylov sequence runs at a smaller radius: Replay hands back the
+    kept products (Steihaug stops earlier on the same path: no new product), and the step equals a
+    fresh solve's."""
+    from invfem.optim.steps import Replay
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((30, 30))
+    H, g = a @ a.T + 0.1 * np.eye(30), rng.standard_normal(30)
+    calls = []
+    replay = Replay(lambda v: calls.append(1) or H @ v)
+    first = solver(replay, g, 10.0, tol=1e-10)
+    computed = len(calls)
+    replay.restart()
+    second = solver(replay, g, 0.05, tol=1e-10)
+    fresh = solver(lambda v: H @ v, g, 0.05, tol=1e-10)
+    np.testing.assert_allclose(second.p, fresh.p, rtol=1e-12, atol=1e-14)
+    assert replay.reused >= min(first.iterations, second.iterations) - 1
+    if solver is steihaug_cg:
+        assert len(calls) == computed                 # nothing recomputed
+    else:
+        assert len(calls) - computed < fresh.iterations
+
+
+def test_eisenstat_walker_forcing_term():
+    """Choice 2 of Eisenstat & Walker (1996): 0.9 (|g_k| / |g_k-1|)^2, safeguarded, at most 0.5."""
+    from types import SimpleNamespace
+
+    from invfem.optim.steps import forcing_term
+
+    assert forcing_term("superlinear", 0.04) == pytest.approx(0.2)
+    assert forcing_term("eisenstat-walker", 1.0) == 0.5                                   # no history
+    prev = SimpleNamespace(optimality=1.0, eta=0.5)
+    assert forcing_term("eisenstat-walker", 0.1, prev) == pytest.approx(0.225)              # safeguard 0.9 * 0.5^2
+    prev = SimpleNamespace(optimality=1.0, eta=0.1)
+    assert forcing_term("eisenstat-walker", 0.1, prev) == pytest.approx(0.009)              # 0.9 * 0.1^2
+    assert forcing_term("eisenstat-walker", 2.0, prev) == 0.5                               # capped

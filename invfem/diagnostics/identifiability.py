@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from invfem.diagnostics.laplace import _default_points, linearized_variance, misfit_hessian
+from invfem.diagnostics.laplace import _default_points, law_jacobian, linearized_variance, misfit_hessian
 
 #: singular values of J below RCOND times the largest are directions the network barely makes: left out of M
 RCOND = 1e-3
@@ -50,6 +50,10 @@ UNINFORMED = 0.5
 
 #: warn when at least this fraction of the points is uninformed
 REGION_FRACTION = 0.05
+
+#: default points beyond this many are thinned to it (evenly through the list): the SVD of the (points, P)
+#: law Jacobian costs points^2 P (10^4 dofs and parameters: minutes; 2000 points: seconds)
+MAX_POINTS = 2000
 
 
 def uninformed_region(jacobian: torch.Tensor, vectors: torch.Tensor, lam: torch.Tensor, alpha: float,
@@ -88,7 +92,8 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
     ``s / s_max``, ``representable`` and ``determined``; ``warnings`` (one line per change the
     data do not determine) and ``summary`` (a sentence). ``low_rank``: the dominant eigenpairs of
     the misfit's Hessian (:func:`invfem.diagnostics.low_rank.low_rank_hessian` with ``misfit=True``)
-    instead of the dense Hessian (no P x P matrix: the counts are then among those pairs, ``rank`` says how many)."""
+    instead of the dense Hessian (no P x P matrix: the counts are then among those pairs, ``rank`` says how many).
+    ``points``: where kappa is compared (default: one per dof, thinned to :data:`MAX_POINTS`)."""
     theta = theta.detach()
     n = theta.numel()
     if low_rank is None:
@@ -97,12 +102,16 @@ def identifiability(problem, theta: torch.Tensor, hessian: torch.Tensor | None =
         lam, vectors = low_rank.eigenvalues, low_rank.vectors
     lam_max = float(lam.abs().max())
     n_informed = int((lam > eps * lam_max).sum())
-    points = _default_points(problem, theta) if points is None else torch.as_tensor(points, dtype=torch.float64,
-                                                                                      device=theta.device)
+    if points is None:
+        points = _default_points(problem, theta)
+        if points.shape[0] > MAX_POINTS:
+            points = points[torch.linspace(0, points.shape[0] - 1, MAX_POINTS, device=points.device).round().long()]
+    else:
+        points = torch.as_tensor(points, dtype=torch.float64, device=theta.device)
     inputs = points[:, None] if points.ndim == 1 else points
     with torch.no_grad():
         kappa = problem.kappa(theta, inputs)
-    jacobian = torch.func.jacrev(lambda t: problem.kappa(t, inputs))(theta)           # (m, P)
+    jacobian = law_jacobian(problem.kappa, theta, inputs)                              # (m, P)
     u, s, vh = torch.linalg.svd(jacobian, full_matrices=False)
     keep = s > RCOND * s.max()
     u, s, vh = u[:, keep], s[keep], vh[keep]

@@ -220,7 +220,7 @@ def laplace(problem, theta: torch.Tensor, n_samples: int = 200, seed: int = 0, p
         kappa_map = problem.kappa(theta, inputs)
         samples_nonlinear = torch.stack([problem.kappa(t, inputs) for t in thetas])
         z_map = raw(theta, inputs)
-    jacobian_z = torch.func.jacrev(lambda t: raw(t, inputs))(theta)                     # (n, P)
+    jacobian_z = law_jacobian(problem.kappa, theta, inputs, raw=True)                    # (n, P)
     std_z = linearized_variance(jacobian_z, vectors, lam, alpha, complete=low_rank is None).sqrt()
     std_linearized = slope(z_map).abs() * std_z                    # d kappa / d theta = phi'(z) J_z, pointwise
     lower_linearized, upper_linearized = _interval(output, z_map - 1.96 * std_z, z_map + 1.96 * std_z)
@@ -258,6 +258,25 @@ def misfit_hessian(problem, theta: torch.Tensor, hessian: torch.Tensor | None = 
     h = problem.hessian(theta) if hessian is None else hessian
     alpha = float(problem.regularization if alpha is None else alpha)
     return 0.5 * (h + h.T) - 2.0 * alpha * torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+
+
+#: points per batch of the generic (``jacrev``) law Jacobian: its intermediates hold batch x points values
+JACREV_CHUNK = 64
+
+
+def law_jacobian(kappa, theta: torch.Tensor, inputs: torch.Tensor, raw: bool = False) -> torch.Tensor:
+    """``d kappa(theta, x_i) / d theta`` ``(n, P)`` at the points ``inputs`` (``raw=True``: of the network's
+    output before its positivity transform, :func:`_link`): the closed form of an invfem MLP with one
+    output (:func:`~invfem.nn.hessian.network_terms`, ``O(n P)``), else ``torch.func.jacrev`` in
+    batches of :data:`JACREV_CHUNK` outputs (its memory is batch x n x width, not n^2 x width)."""
+    from invfem.nn.hessian import network_terms, supports_fast_hessian
+
+    theta = theta.detach()
+    if supports_fast_hessian(kappa):
+        mlp = replace(kappa, positivity=None, shift=0.0) if raw else kappa
+        return network_terms(mlp, theta, inputs).jac
+    function = _link(kappa)[0] if raw else kappa
+    return torch.func.jacrev(lambda t: function(t, inputs), chunk_size=JACREV_CHUNK)(theta)
 
 
 def _link(kappa):

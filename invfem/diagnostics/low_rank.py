@@ -5,11 +5,14 @@ with power iterations and Alg. 5.3; the estimator of hIPPYlib's low-rank Laplace
 Gaussian directions ``Omega``, ``Y = H Omega`` (``q`` power iterations ``Y <- H Q(Y)`` sharpen a
 slowly decaying spectrum), ``Q = orth(Y)``, the small ``T = Q^T H Q``, its eigenpairs
 ``T = S Lambda S^T``, and ``H ~ U Lambda U^T`` with ``U = Q S``, the ``r`` of largest ``|lambda|``
-kept. Cost: ``k (q + 2) + r + m`` HVPs and ``O(P k^2)`` for the orthogonalizations; memory ``O(P k)``.
+kept. Cost: ``k (q + 2) + m`` HVPs (``H U = (H Q) S`` comes with the last pass) and ``O(P k^2)``
+for the orthogonalizations; memory ``O(P k)``. The products are the problem's own
+(:func:`invfem.structured.hessian_path`): in blocks of ``k`` directions through the closed-form
+network passes where the problem has them, the network's state at ``theta`` computed once.
 
 Its accuracy, two ways:
 
-- per eigenpair, the residual ``||H u_i - lambda_i u_i||`` (``r`` more HVPs): for a symmetric
+- per eigenpair, the residual ``||H u_i - lambda_i u_i||`` (from ``H Q``, no more HVPs): for a symmetric
   ``H`` some eigenvalue of ``H`` lies within it of ``lambda_i`` (Krylov–Weinstein), a bound
   that holds always and is sharp for well-separated eigenvalues;
 - for the whole approximation (Halko et al., Eq. 4.3): with ``m`` Gaussian probes ``w_i``,
@@ -24,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from invfem.derivatives import hvp
 from invfem.errors import ConfigError
+from invfem.structured import hessian_path
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,8 +80,7 @@ def randomized_eigh(apply, n: int, rank: int, oversample: int = 10, power_iterat
     lam, s = torch.linalg.eigh(0.5 * (t + t.T))
     order = torch.argsort(lam.abs(), descending=True)[:min(rank, k)]
     lam, u = lam[order], q @ s[:, order]
-    pair_errors = (apply(u) - u * lam).norm(dim=0)
-    count += u.shape[1]
+    pair_errors = (hq @ s[:, order] - u * lam).norm(dim=0)           # H u = (H Q) S: no more products
     probes = torch.randn(n, int(n_probes), generator=gen, dtype=dtype).to(device)
     residual = apply(probes) - u @ (lam[:, None] * (u.T @ probes))
     count += int(n_probes)
@@ -90,14 +92,15 @@ def randomized_eigh(apply, n: int, rank: int, oversample: int = 10, power_iterat
 def low_rank_hessian(problem, theta: torch.Tensor, rank: int, oversample: int = 10, power_iterations: int = 1,
                      seed: int = 0, n_probes: int = 10, misfit: bool = False) -> LowRankHessian:
     """The ``rank`` dominant eigenpairs of the exact Hessian of ``problem.loss`` at ``theta`` from
-    exact Hessian-vector products (:func:`invfem.derivatives.hvp`), never forming the P x P
-    matrix; ``misfit=True``: of the data misfit's Hessian (the prior's ``2 alpha I`` taken off)."""
+    exact Hessian-vector products (the problem's :attr:`~invfem.structured.HessianPath.operator`,
+    on blocks), never forming the P x P matrix; ``misfit=True``: of the data misfit's Hessian (the
+    prior's ``2 alpha I`` taken off)."""
     theta = theta.detach()
     shift = 2.0 * problem.regularization if misfit else 0.0
+    product = hessian_path(problem).operator(theta)
 
     def apply(block):
-        columns = [hvp(problem.loss, theta, block[:, j].contiguous()) for j in range(block.shape[1])]
-        out = torch.stack(columns, dim=1)
+        out = product(block.contiguous())
         return out - shift * block if shift else out
 
     return randomized_eigh(apply, theta.numel(), rank, oversample, power_iterations, seed, n_probes,

@@ -242,7 +242,8 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
         options = with_alpha(options, selection["chosen"])
     problem = load_problem(study.problem, seed=seed, **device, **options)
     check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
-    exact_hessian = hessian_path(problem, chunk_size=study.hessian_chunk).function
+    path = hessian_path(problem, chunk_size=study.hessian_chunk)
+    exact_hessian = path.function
     tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
                        None if pending is None else torch.as_tensor(pending), spec.time_limit)
     if resume is None and study.diagnostics_every:
@@ -253,7 +254,7 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
                                      "pending": tracker.pending, "resumed": resumed})
 
     checkpoint = Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
-    result = _train(problem, spec, problem.theta0, exact_hessian, callback=tracker, checkpoint=checkpoint,
+    result = _train(problem, spec, problem.theta0, path, callback=tracker, checkpoint=checkpoint,
                     resume=resume)
     message = result.message
     if tracker.stopped_by_time:
@@ -288,17 +289,21 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     return record
 
 
-def _train(problem, spec, x0: torch.Tensor, hess, maxiter: int | None = None, **extra):
-    """``spec``'s method (or its chain of stages) on ``problem`` from ``x0``: the dense methods on
-    ``hess``; ``maxiter`` overrides a single method's budget; ``extra``: callback, checkpoint, resume."""
+def _train(problem, spec, x0: torch.Tensor, path, maxiter: int | None = None, **extra):
+    """``spec``'s method (or its chain of stages) on ``problem`` from ``x0`` with ``path``'s exact
+    derivatives (a :class:`~invfem.structured.HessianPath`: the dense Hessian for the dense methods,
+    its product for the Krylov ones); ``maxiter`` overrides a single method's budget; ``extra``:
+    callback, checkpoint, resume."""
     from invfem.optim import METHODS, minimize, minimize_chain
 
     common = dict(bounds=problem.bounds, residual=problem.residual, residual_jacobian=problem.solver_jacobian, **extra)
     if spec.stages:
-        return minimize_chain(problem.loss, x0, spec.stages, hess=hess, **common)
+        return minimize_chain(problem.loss, x0, spec.stages, hess=path.function, hessp=path.hessp, **common)
     options = spec.options if maxiter is None else {**spec.options, "maxiter": maxiter}
-    dense = METHODS[spec.method].derivatives == "hessian"
-    return minimize(problem.loss, x0, method=spec.method, options=options, hess=hess if dense else None, **common)
+    derivatives = METHODS[spec.method].derivatives
+    return minimize(problem.loss, x0, method=spec.method, options=options,
+                    hess=path.function if derivatives == "hessian" else None,
+                    hessp=path.hessp if derivatives == "hvp" else None, **common)
 
 
 def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fingerprint: str, auto, device) -> dict:
@@ -320,7 +325,7 @@ def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fi
 
     selection = choose_regularization(
         lambda alpha: load_problem(study.problem, seed=seed, **device, **with_alpha(study.problem_options, alpha)),
-        lambda problem, x0: _train(problem, spec, x0, hessian_path(problem, chunk_size=study.hessian_chunk).function,
+        lambda problem, x0: _train(problem, spec, x0, hessian_path(problem, chunk_size=study.hessian_chunk),
                                    maxiter=auto.maxiter), auto)
     try:
         plot_regularization(folder / "regularization.png", selection, f"{spec.label}, seed {seed}")

@@ -261,7 +261,7 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
         show.phase(config.method)
         stopper = DiscrepancyStop(problem, config.stop["discrepancy"]) if config.stop else None
         result = _train(problem, config, problem.theta0, chain(show if isinstance(show, _Progress) else None, stopper),
-                        hess=exact_hessian.function)
+                        path=exact_hessian)
         clock.lap("training")
     except InvfemError as exc:
         if building and seed == config.seeds[0] and not isinstance(exc, InvalidTrialPoint):
@@ -291,14 +291,18 @@ def _seed_phases(config: ExperimentConfig, seed: int, out: Path, log, show, cloc
 
 
 def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callback=None, maxiter: int | None = None,
-           hess=None):
-    """``config.method`` on ``problem`` from ``x0`` (the dense methods on the problem's exact Hessian
-    by its fastest path, ``hess`` where already picked); ``maxiter`` overrides the options'."""
-    dense = METHODS[config.method].derivatives == "hessian"
-    if dense and hess is None:
-        hess = hessian_path(problem, chunk_size=config.hessian_chunk).function
+           path=None):
+    """``config.method`` on ``problem`` from ``x0`` with the problem's exact derivatives by their
+    fastest path (``path``, a :class:`~invfem.structured.HessianPath`, where already picked: the
+    dense Hessian for the dense methods, its product for the Krylov ones); ``maxiter`` overrides
+    the options'."""
+    derivatives = METHODS[config.method].derivatives
+    if path is None:
+        path = hessian_path(problem, chunk_size=config.hessian_chunk)
     options = config.options if maxiter is None else {**config.options, "maxiter": maxiter}
-    return minimize(problem.loss, x0, method=config.method, options=options, hess=hess if dense else None,
+    return minimize(problem.loss, x0, method=config.method, options=options,
+                    hess=path.function if derivatives == "hessian" else None,
+                    hessp=path.hessp if derivatives == "hvp" else None,
                     bounds=problem.bounds, callback=callback, residual=problem.residual,
                     residual_jacobian=problem.solver_jacobian)
 

@@ -116,23 +116,33 @@ class TrustExactOptions(TrustRegionOptions):
             raise ConfigError(f"option hessian_refresh_rho must lie in [0, 1), got {self.hessian_refresh_rho!r}")
 
 
+#: the inner tolerances of the Krylov trust regions (KrylovOptions.forcing)
+FORCING = ("superlinear", "eisenstat-walker")
+
+
 @dataclass(frozen=True)
 class KrylovOptions(TrustRegionOptions):
     """``trust-ncg`` (Steihaug-CG) and ``trust-krylov`` (GLTR) on Hessian-vector products.
 
     The inner iteration stops when the residual is below ``cg_tol`` or, when ``cg_tol`` is
-    None, below the forcing term min(0.5, sqrt(||g||)) ||g|| (Nocedal & Wright, Alg. 7.1);
-    at most ``cg_maxiter`` products (None: 2 n).
+    None, below ``eta_k ||g_k||`` with the forcing term ``forcing``: ``"superlinear"``,
+    ``eta_k = min(0.5, sqrt(||g_k||))`` (Nocedal & Wright, Alg. 7.1), or ``"eisenstat-walker"``,
+    ``eta_k = min(0.5, 0.9 (||g_k|| / ||g_{k-1}||)^2)`` safeguarded by ``0.9 eta_{k-1}^2`` where that
+    exceeds 0.1 (Eisenstat & Walker 1996, choice 2: loose far from a solution, tight as the
+    gradient falls fast); at most ``cg_maxiter`` products (None: 2 n).
     """
 
     cg_tol: float | None = None
     cg_maxiter: int | None = None
+    forcing: str = "superlinear"
 
     def __post_init__(self):
         super().__post_init__()
         if self.cg_tol is not None:
             _positive("cg_tol", self.cg_tol)
         _count("cg_maxiter", self.cg_maxiter, allow_none=True)
+        if self.forcing not in FORCING:
+            raise ConfigError(f"option forcing must be one of {list(FORCING)}, got {self.forcing!r}")
 
 
 @dataclass(frozen=True)

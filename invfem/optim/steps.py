@@ -114,19 +114,71 @@ class ExactModel:
 
 
 class KrylovModel:
-    """``trust-ncg`` (Steihaug-CG) or ``trust-krylov`` (GLTR) on Hessian-vector products."""
+    """``trust-ncg`` (Steihaug-CG) or ``trust-krylov`` (GLTR) on Hessian-vector products.
+
+    The products of one model are kept in the order the solver asked for them (:class:`Replay`):
+    after a rejected step the solver runs again at a smaller radius along the same Krylov
+    sequence (it does not depend on the radius), and gets the kept products without computing
+    them (GLTR's warm restart, Gould et al. 1999 §5). The predicted decrease uses the ``H p``
+    the solver returns: no product for it.
+    """
 
     solver = staticmethod(steihaug_cg)
 
     def __init__(self, oracle, x, g, options, bounds=None, previous=None):
-        self.hessp, self.g, self.options = oracle.hessp(x), g, options
+        self.hessp, self.g, self.options = Replay(oracle.hessp(x)), g, options
         self.optimality = float(np.linalg.norm(g))
+        self.eta = forcing_term(options.forcing, self.optimality, previous)
+        self.tol = options.cg_tol if options.cg_tol is not None else self.eta * self.optimality
 
     def step(self, radius) -> Step:
-        sol = self.solver(self.hessp, self.g, radius, self.options.cg_tol, self.options.cg_maxiter)
-        predicted = -float(self.g @ sol.p + 0.5 * sol.p @ self.hessp(sol.p))
+        self.hessp.restart()
+        sol = self.solver(self.hessp, self.g, radius, self.tol, self.options.cg_maxiter)
+        hp = sol.hp if sol.hp is not None else self.hessp(sol.p)
+        predicted = -float(self.g @ sol.p + 0.5 * sol.p @ hp)
         return Step(sol.p, predicted, float(np.linalg.norm(sol.p)), sol.hits_boundary,
                     inner_iterations=sol.iterations, negative_curvature=sol.negative_curvature)
+
+
+def forcing_term(kind: str, gnorm: float, previous=None) -> float:
+    """``eta_k`` of the inner tolerance ``eta_k ||g_k||`` (:class:`~invfem.optim.options.KrylovOptions`);
+    ``previous``: the model of the last accepted iterate (its ``optimality`` and ``eta``)."""
+    if kind == "superlinear":
+        return min(0.5, float(np.sqrt(gnorm)))
+    last = getattr(previous, "eta", None)
+    if last is None or not getattr(previous, "optimality", 0.0):
+        return 0.5
+    eta = 0.9 * (gnorm / previous.optimality) ** 2
+    if 0.9 * last**2 > 0.1:
+        eta = max(eta, 0.9 * last**2)
+    return min(0.5, eta)
+
+
+class Replay:
+    """A Hessian-vector product that keeps one solve's products in call order: the next solve
+    (after :meth:`restart`) gets the kept product wherever it asks for the same vector at the same
+    position, and computes (and keeps) from the first difference on. At most ``max_bytes`` kept."""
+
+    def __init__(self, hessp, max_bytes: float = 512 * 2**20):
+        self.hessp, self.max_bytes = hessp, max_bytes
+        self.kept: list[tuple[np.ndarray, np.ndarray]] = []
+        self.position = 0
+        self.reused = 0
+
+    def restart(self) -> None:
+        self.position = 0
+
+    def __call__(self, v):
+        i = self.position
+        self.position += 1
+        if i < len(self.kept) and np.array_equal(self.kept[i][0], v):
+            self.reused += 1
+            return self.kept[i][1]
+        del self.kept[i:]
+        hv = self.hessp(v)
+        if (i + 1) * 16 * np.size(v) <= self.max_bytes and len(self.kept) == i:
+            self.kept.append((np.array(v, dtype=np.float64, copy=True), hv))
+        return hv
 
 
 class LanczosModel(KrylovModel):

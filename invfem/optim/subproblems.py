@@ -36,6 +36,7 @@ class SubproblemSolution:
     hard_case: bool = False
     negative_curvature: bool = False
     converged: bool = True
+    hp: np.ndarray | None = None    # H p where a Krylov solver has it without another product
 
 
 def model_value(H, g, p) -> float:
@@ -332,31 +333,32 @@ def steihaug_cg(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
     tol = _forcing_tol(gnorm, tol)
     p, r, d = np.zeros(n), g.copy(), -g.copy()
     if gnorm <= tol:
-        return SubproblemSolution(p, 0.0, False, 0)
+        return SubproblemSolution(p, 0.0, False, 0, hp=np.zeros(n))
     rr = r @ r
     for it in range(1, maxiter + 1):
         hd = hessp(d)
         dhd = float(d @ hd)
+        hp = r - g                                          # H p (the residual is H p + g)
         if dhd <= 0:
             t_minus, t_plus = _to_boundary(p, d, radius)
-            pa, pb = p + t_minus * d, p + t_plus * d
             # model along d: m(p + t d) - m(p) = t (r.d) + t^2 dhd / 2
             ma = t_minus * (r @ d) + 0.5 * t_minus**2 * dhd
             mb = t_plus * (r @ d) + 0.5 * t_plus**2 * dhd
-            return SubproblemSolution(pa if ma < mb else pb, np.nan, True, it, negative_curvature=True)
+            t = t_minus if ma < mb else t_plus
+            return SubproblemSolution(p + t * d, np.nan, True, it, negative_curvature=True, hp=hp + t * hd)
         alpha = rr / dhd
         p_next = p + alpha * d
         if np.linalg.norm(p_next) >= radius:
             _, t_plus = _to_boundary(p, d, radius)
-            return SubproblemSolution(p + t_plus * d, np.nan, True, it)
+            return SubproblemSolution(p + t_plus * d, np.nan, True, it, hp=hp + t_plus * hd)
         r = r + alpha * hd
         rr_next = r @ r
         p = p_next
         if np.sqrt(rr_next) < tol:
-            return SubproblemSolution(p, 0.0, False, it)
+            return SubproblemSolution(p, 0.0, False, it, hp=r - g)
         d = -r + (rr_next / rr) * d
         rr = rr_next
-    return SubproblemSolution(p, 0.0, False, maxiter, converged=False)
+    return SubproblemSolution(p, 0.0, False, maxiter, converged=False, hp=r - g)
 
 
 def gltr(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
@@ -396,8 +398,15 @@ def gltr(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
         residual = beta * abs(h[-1])
         if residual <= tol or beta <= 1e-14 * max(abs(theta).max(), 1.0) or k == maxiter:
             p = Q @ h
+            # H Q_k = Q_k T_k + w e_k^T (w: the next Lanczos vector before normalisation)
+            a, b = np.array(alphas), np.array(betas)
+            th = a * h
+            if k > 1:
+                th[:-1] += b * h[1:]
+                th[1:] += b * h[:-1]
             return SubproblemSolution(p, lam, lam > 0, k, negative_curvature=negative,
-                                      converged=residual <= tol or beta <= 1e-14 * max(abs(theta).max(), 1.0))
+                                      converged=residual <= tol or beta <= 1e-14 * max(abs(theta).max(), 1.0),
+                                      hp=Q @ th + w * h[-1])
         betas.append(beta)
         basis.append(w / beta)
     raise AssertionError("unreachable")
