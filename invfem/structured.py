@@ -224,7 +224,10 @@ class HessianPath:
 
 
 class CachedProduct:
-    """``(theta, v) -> H(theta) v`` from ``operator(theta)``, rebuilt only when ``theta`` changes."""
+    """``(theta, v) -> H(theta) v`` from ``operator(theta)``, rebuilt only when ``theta`` changes;
+    ``v`` may be a block ``(P, k)`` (``blocks``: what :meth:`invfem.optim.oracle.Oracle.hessp_block` asks)."""
+
+    blocks = True
 
     def __init__(self, operator):
         self.operator = operator

@@ -105,6 +105,20 @@ def test_gpu_hessian_equals_cpu_hessian(make):
 
 
 @cuda
+def test_structured_hessian_operator_on_the_gpu_equals_the_cpu_one():
+    """Issue 21: the closed-form Hessian-vector products (the Krylov methods' and the low-rank
+    eigensolver's) stay on the GPU and equal the CPU ones."""
+    from invfem.structured import hessian_path
+
+    cpu = poisson_fem.make_problem(n=4, widths=(2, 8, 8, 1))
+    gpu = poisson_fem.make_problem(n=4, widths=(2, 8, 8, 1), device="cuda")
+    block = torch.randn(cpu.n_params, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = hessian_path(gpu).operator(gpu.theta0)(block.cuda())
+    assert out.is_cuda
+    torch.testing.assert_close(out.cpu(), cpu.hessian(cpu.theta0) @ block, rtol=1e-10, atol=1e-12)
+
+
+@cuda
 def test_trust_exact_runs_on_the_gpu():
     p = poisson_fem.make_problem(n=4, widths=(2, 8, 8, 1), device="cuda")
     res = minimize(p.loss, p.theta0, method="trust-exact", hess=p.hessian, options={"maxiter": 5})

@@ -572,3 +572,16 @@ def test_eisenstat_walker_forcing_converges_and_bad_forcing_is_refused(method):
     assert res.success and float(torch.linalg.norm(res.x - 1.0)) < 1e-6
     with pytest.raises(ConfigError, match="forcing"):
         minimize(rosenbrock, torch.tensor([-1.2, 1.0]), method=method, options={"forcing": "fast"})
+
+
+def test_trust_ncg_with_the_low_rank_preconditioner_converges_and_trust_krylov_refuses_it():
+    from invfem.errors import ConfigError
+
+    x0 = torch.tensor((-1.2, 1.0) * 5, dtype=torch.float64)
+    res = minimize(rosenbrock, x0, method="trust-ncg", options={"preconditioner": "low-rank", "preconditioner_rank": 3,
+                                                               "preconditioner_every": 3, "gtol": 1e-9, "maxiter": 500})
+    assert res.success, res.message
+    assert float(res.fun) < 1e-12 or abs(float(res.fun) - OTHER_MINIMA["rosenbrock-10"]) < 1e-8
+    assert float(torch.linalg.norm(torch.func.grad(rosenbrock)(res.x))) < 1e-8
+    with pytest.raises(ConfigError, match="trust-ncg"):
+        minimize(rosenbrock, torch.tensor([-1.2, 1.0]), method="trust-krylov", options={"preconditioner": "low-rank"})

@@ -239,3 +239,26 @@ def test_eisenstat_walker_forcing_term():
     prev = SimpleNamespace(optimality=1.0, eta=0.1)
     assert forcing_term("eisenstat-walker", 0.1, prev) == pytest.approx(0.009)              # 0.9 * 0.1^2
     assert forcing_term("eisenstat-walker", 2.0, prev) == 0.5                               # capped
+
+
+def test_preconditioned_steihaug_stays_in_the_m_norm_ball_and_solves_interior_problems():
+    """Steihaug–Toint with M: the identity preconditioner is plain Steihaug; with an SPD M the step
+    satisfies ||p||_M <= radius, reports that norm, and an interior convex step is the Newton step."""
+    rng = np.random.default_rng(8)
+    for trial in range(100):
+        n = int(rng.integers(2, 12))
+        a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+        H = a @ a.T + (0.5 if trial % 2 else -3.0) * np.eye(n)
+        M = b @ b.T + 0.5 * np.eye(n)
+        g = rng.standard_normal(n)
+        radius = float(10 ** rng.uniform(-1, 1.5))
+        plain = steihaug_cg(lambda v: H @ v, g, radius, tol=1e-12)
+        same = steihaug_cg(lambda v: H @ v, g, radius, tol=1e-12, precondition=lambda r: r.copy())
+        np.testing.assert_allclose(same.p, plain.p, rtol=1e-9, atol=1e-12)
+        sol = steihaug_cg(lambda v: H @ v, g, radius, tol=1e-12, maxiter=10 * n,
+                          precondition=lambda r: np.linalg.solve(M, r))
+        m_norm = float(np.sqrt(sol.p @ M @ sol.p))
+        assert m_norm <= radius * (1 + 1e-8)
+        assert sol.norm == pytest.approx(m_norm, rel=1e-7, abs=1e-12)
+        if np.linalg.eigvalsh(H)[0] > 0 and not sol.hits_boundary:
+            np.testing.assert_allclose(sol.p, -np.linalg.solve(H, g), rtol=1e-6, atol=1e-8)

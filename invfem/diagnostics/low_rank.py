@@ -1,92 +1,19 @@
-"""The dominant eigenpairs of a Hessian from Hessian-vector products, without the P x P matrix.
+"""The dominant eigenpairs of a problem's exact Hessian from Hessian-vector products, without the P x P matrix.
 
-A randomized double-pass eigensolver (Halko, Martinsson & Tropp, SIAM Review 2011, Alg. 4.3
-with power iterations and Alg. 5.3; the estimator of hIPPYlib's low-rank Laplace): ``k = r + p``
-Gaussian directions ``Omega``, ``Y = H Omega`` (``q`` power iterations ``Y <- H Q(Y)`` sharpen a
-slowly decaying spectrum), ``Q = orth(Y)``, the small ``T = Q^T H Q``, its eigenpairs
-``T = S Lambda S^T``, and ``H ~ U Lambda U^T`` with ``U = Q S``, the ``r`` of largest ``|lambda|``
-kept. Cost: ``k (q + 2) + m`` HVPs (``H U = (H Q) S`` comes with the last pass) and ``O(P k^2)``
-for the orthogonalizations; memory ``O(P k)``. The products are the problem's own
+The eigensolver is :func:`invfem.linalg.low_rank.randomized_eigh` (randomized double pass with the
+a-posteriori error estimates; its docstring). The products are the problem's own
 (:func:`invfem.structured.hessian_path`): in blocks of ``k`` directions through the closed-form
 network passes where the problem has them, the network's state at ``theta`` computed once.
-
-Its accuracy, two ways:
-
-- per eigenpair, the residual ``||H u_i - lambda_i u_i||`` (from ``H Q``, no more HVPs): for a symmetric
-  ``H`` some eigenvalue of ``H`` lies within it of ``lambda_i`` (Krylov–Weinstein), a bound
-  that holds always and is sharp for well-separated eigenvalues;
-- for the whole approximation (Halko et al., Eq. 4.3): with ``m`` Gaussian probes ``w_i``,
-  ``||H - U Lambda U^T|| <= 10 sqrt(2/pi) max_i ||(H - U Lambda U^T) w_i||`` with probability at
-  least ``1 - 10^-m``; conservative (the factor 8) but it also covers what the rank left out.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
-from invfem.errors import ConfigError
+from invfem.linalg.low_rank import LowRankHessian, randomized_eigh
 from invfem.structured import hessian_path
 
-
-@dataclass(frozen=True, eq=False)
-class LowRankHessian:
-    """``H ~ vectors diag(eigenvalues) vectors^T``.
-
-    Attributes
-    ----------
-    eigenvalues : ``(r,)``, largest ``|lambda|`` first.
-    vectors : ``(P, r)`` orthonormal.
-    error_estimate : an upper bound of ``||H - U Lambda U^T||_2`` holding with probability at
-        least ``1 - 10^-n_probes`` (module docstring).
-    eigenvalue_errors : ``(r,)`` residual norms ``||H u_i - lambda_i u_i||``: an eigenvalue of H lies
-        within each of its ``lambda_i``.
-    n_hvp : Hessian-vector products spent.
-    """
-
-    eigenvalues: torch.Tensor
-    vectors: torch.Tensor
-    error_estimate: float
-    n_hvp: int
-    n_probes: int
-    eigenvalue_errors: torch.Tensor
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``U Lambda U^T v``."""
-        return self.vectors @ (self.eigenvalues * (self.vectors.T @ v))
-
-
-def randomized_eigh(apply, n: int, rank: int, oversample: int = 10, power_iterations: int = 1, seed: int = 0,
-                    n_probes: int = 10, dtype=torch.float64, device=None) -> LowRankHessian:
-    """The ``rank`` dominant eigenpairs of the symmetric operator ``apply`` (``(n, k) -> (n, k)``
-    on blocks of columns), with the a-posteriori error estimate of the module docstring."""
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ConfigError(f"rank must be an integer >= 1, got {rank!r}")
-    k = min(n, rank + max(0, int(oversample)))
-    gen = torch.Generator().manual_seed(int(seed))
-    omega = torch.randn(n, k, generator=gen, dtype=dtype).to(device)
-    y = apply(omega)
-    count = k
-    for _ in range(int(power_iterations)):
-        q = torch.linalg.qr(y).Q
-        y = apply(q)
-        count += k
-    q = torch.linalg.qr(y).Q
-    hq = apply(q)
-    count += k
-    t = q.T @ hq
-    lam, s = torch.linalg.eigh(0.5 * (t + t.T))
-    order = torch.argsort(lam.abs(), descending=True)[:min(rank, k)]
-    lam, u = lam[order], q @ s[:, order]
-    pair_errors = (hq @ s[:, order] - u * lam).norm(dim=0)           # H u = (H Q) S: no more products
-    probes = torch.randn(n, int(n_probes), generator=gen, dtype=dtype).to(device)
-    residual = apply(probes) - u @ (lam[:, None] * (u.T @ probes))
-    count += int(n_probes)
-    estimate = 10.0 * math.sqrt(2.0 / math.pi) * float(residual.norm(dim=0).max()) if n_probes else float("nan")
-    return LowRankHessian(eigenvalues=lam, vectors=u, error_estimate=estimate, n_hvp=count, n_probes=int(n_probes),
-                          eigenvalue_errors=pair_errors)
+__all__ = ["LowRankHessian", "low_rank_hessian", "randomized_eigh"]
 
 
 def low_rank_hessian(problem, theta: torch.Tensor, rank: int, oversample: int = 10, power_iterations: int = 1,

@@ -119,6 +119,9 @@ class TrustExactOptions(TrustRegionOptions):
 #: the inner tolerances of the Krylov trust regions (KrylovOptions.forcing)
 FORCING = ("superlinear", "eisenstat-walker")
 
+#: the preconditioners of trust-ncg (KrylovOptions.preconditioner)
+PRECONDITIONERS = ("none", "low-rank")
+
 
 @dataclass(frozen=True)
 class KrylovOptions(TrustRegionOptions):
@@ -130,11 +133,20 @@ class KrylovOptions(TrustRegionOptions):
     ``eta_k = min(0.5, 0.9 (||g_k|| / ||g_{k-1}||)^2)`` safeguarded by ``0.9 eta_{k-1}^2`` where that
     exceeds 0.1 (Eisenstat & Walker 1996, choice 2: loose far from a solution, tight as the
     gradient falls fast); at most ``cg_maxiter`` products (None: 2 n).
+
+    ``preconditioner`` (trust-ncg): ``"none"`` or ``"low-rank"``, the spectral preconditioner
+    ``M = U |Lambda| U^T + sigma (I - U U^T)`` from the ``preconditioner_rank`` dominant eigenpairs of
+    the Hessian (:func:`invfem.linalg.low_rank.randomized_eigh` on blocks of Hessian-vector
+    products, no power iteration; ``sigma`` = the smallest kept ``|lambda|``), refreshed every
+    ``preconditioner_every`` iterations; the trust region is then ``||p||_M <= radius``.
     """
 
     cg_tol: float | None = None
     cg_maxiter: int | None = None
     forcing: str = "superlinear"
+    preconditioner: str = "none"
+    preconditioner_rank: int = 20
+    preconditioner_every: int = 10
 
     def __post_init__(self):
         super().__post_init__()
@@ -143,6 +155,11 @@ class KrylovOptions(TrustRegionOptions):
         _count("cg_maxiter", self.cg_maxiter, allow_none=True)
         if self.forcing not in FORCING:
             raise ConfigError(f"option forcing must be one of {list(FORCING)}, got {self.forcing!r}")
+        if self.preconditioner not in PRECONDITIONERS:
+            raise ConfigError(f"option preconditioner must be one of {list(PRECONDITIONERS)}, "
+                              f"got {self.preconditioner!r}")
+        _count("preconditioner_rank", self.preconditioner_rank)
+        _count("preconditioner_every", self.preconditioner_every)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,21 @@ class Oracle(CountedOracle):
             raise NonFiniteError("the Hessian contains NaN or inf at an accepted iterate")
         return (h + h.T).mul_(0.5)
 
+    def hessp_block(self, x):
+        """``V -> H(x) V`` on numpy blocks ``(n, k)`` (``k`` products counted): one call of a ``hessp``
+        that takes blocks (``hessp.blocks``, :class:`invfem.structured.CachedProduct`), else column by
+        column."""
+        if getattr(self.hessp_fn, "blocks", False):
+            t = self.tensor(x)
+
+            def product(block):
+                self.nhev += block.shape[1]
+                out = self.hessp_fn(t, self.tensor(block))
+                return torch.as_tensor(out, dtype=torch.float64).detach().cpu().numpy()
+            return product
+        single = self.hessp(x)
+        return lambda block: np.stack([single(block[:, j]) for j in range(block.shape[1])], axis=1)
+
     def hessp(self, x):
         """v -> H(x) v: user ``hessp``, else the user ``hess`` built once, else forward-over-reverse
         ``hvp``; each product (or the one Hessian) counted in ``nhev``."""

@@ -14,6 +14,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from invfem.errors import ConfigError
+from invfem.linalg.low_rank import randomized_eigh
 from invfem.optim.subproblems import (_to_boundary, eigen_trust_region, eigenvalue_bounds, gltr, model_value,
                                       more_sorensen, steihaug_cg)
 
@@ -125,19 +127,50 @@ class KrylovModel:
 
     solver = staticmethod(steihaug_cg)
 
+    preconditioned = True
+
     def __init__(self, oracle, x, g, options, bounds=None, previous=None):
         self.hessp, self.g, self.options = Replay(oracle.hessp(x)), g, options
         self.optimality = float(np.linalg.norm(g))
         self.eta = forcing_term(options.forcing, self.optimality, previous)
         self.tol = options.cg_tol if options.cg_tol is not None else self.eta * self.optimality
+        self.spectrum, self.spectrum_age, self.precondition = None, 0, None
+        if options.preconditioner == "low-rank":
+            if not self.preconditioned:
+                raise ConfigError("option preconditioner applies to trust-ncg (Steihaug-CG); trust-krylov's "
+                                  "GLTR runs unpreconditioned")
+            kept = getattr(previous, "spectrum", None)
+            if kept is not None and previous.spectrum_age + 1 < options.preconditioner_every:
+                self.spectrum, self.spectrum_age = kept, previous.spectrum_age + 1
+            else:
+                self.spectrum = low_rank_spectrum(oracle.hessp_block(x), g.shape[0], options.preconditioner_rank)
+            self.precondition = spectral_preconditioner(*self.spectrum)
 
     def step(self, radius) -> Step:
         self.hessp.restart()
-        sol = self.solver(self.hessp, self.g, radius, self.tol, self.options.cg_maxiter)
+        extra = {} if self.precondition is None else {"precondition": self.precondition}
+        sol = self.solver(self.hessp, self.g, radius, self.tol, self.options.cg_maxiter, **extra)
         hp = sol.hp if sol.hp is not None else self.hessp(sol.p)
         predicted = -float(self.g @ sol.p + 0.5 * sol.p @ hp)
-        return Step(sol.p, predicted, float(np.linalg.norm(sol.p)), sol.hits_boundary,
+        norm = sol.norm if sol.norm is not None else float(np.linalg.norm(sol.p))
+        return Step(sol.p, predicted, norm, sol.hits_boundary,
                     inner_iterations=sol.iterations, negative_curvature=sol.negative_curvature)
+
+
+def low_rank_spectrum(apply_block, n: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(|lambda|, U)``: the ``rank`` dominant eigenpairs of the Hessian from blocks of its products
+    (randomized, no power iteration; ``rank + 10`` directions, two passes)."""
+    found = randomized_eigh(lambda block: torch.as_tensor(apply_block(block.numpy())), n, min(rank, n),
+                            power_iterations=0, n_probes=0)
+    return found.eigenvalues.abs().numpy(), found.vectors.numpy()
+
+
+def spectral_preconditioner(magnitudes: np.ndarray, vectors: np.ndarray):
+    """``r -> M^-1 r`` for ``M = U |Lambda| U^T + sigma (I - U U^T)``, ``sigma`` the smallest ``|lambda|``
+    kept (floored at 1e-12 of the largest): the dominant curvature divided out, the rest scaled by 1/sigma."""
+    sigma = max(float(magnitudes.min()), 1e-12 * float(magnitudes.max()), np.finfo(float).tiny)
+    scale = 1.0 / np.maximum(magnitudes, sigma) - 1.0 / sigma
+    return lambda r: r / sigma + vectors @ (scale * (vectors.T @ r))
 
 
 def forcing_term(kind: str, gnorm: float, previous=None) -> float:
@@ -183,6 +216,7 @@ class Replay:
 
 class LanczosModel(KrylovModel):
     solver = staticmethod(gltr)
+    preconditioned = False
 
 
 class NewtonModel:

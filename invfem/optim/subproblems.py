@@ -37,6 +37,7 @@ class SubproblemSolution:
     negative_curvature: bool = False
     converged: bool = True
     hp: np.ndarray | None = None    # H p where a Krylov solver has it without another product
+    norm: float | None = None       # the norm the radius bounds, where it is not ||p|| (a preconditioner's)
 
 
 def model_value(H, g, p) -> float:
@@ -46,7 +47,11 @@ def model_value(H, g, p) -> float:
 
 def _to_boundary(p, d, radius):
     """Both tau with ||p + tau d|| = radius (tau_minus <= 0 <= tau_plus when ||p|| <= radius)."""
-    a, b, c = float(d @ d), 2.0 * float(p @ d), float(p @ p) - radius**2
+    return _quadratic_roots(float(d @ d), 2.0 * float(p @ d), float(p @ p) - radius**2)
+
+
+def _quadratic_roots(a, b, c):
+    """Both real roots of ``a t^2 + b t + c`` (``a > 0``, ``c <= 0``), smaller first, numerically stable."""
     disc = np.sqrt(max(b * b - 4 * a * c, 0.0))
     # numerically stable roots
     q = -0.5 * (b + np.copysign(disc, b)) if b != 0 else -0.5 * disc
@@ -318,47 +323,69 @@ def _forcing_tol(gnorm, tol):
     return min(0.5, np.sqrt(gnorm)) * gnorm if tol is None else tol
 
 
-def steihaug_cg(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
+def steihaug_cg(hessp, g, radius, tol=None, maxiter=None, precondition=None) -> SubproblemSolution:
     """Truncated conjugate gradients (Steihaug; Nocedal & Wright Alg. 7.2).
 
     Stops at the boundary when an iterate leaves the ball or negative curvature d.Hd <= 0
     is met (then it moves to the boundary point of lower model value along d), or when the
     residual ||H p + g|| falls below ``tol`` (default: the forcing term
     min(0.5, sqrt(||g||)) ||g||).  At most ``maxiter`` products (default 2 n).
+
+    ``precondition(r) = M^-1 r`` (M symmetric positive definite): preconditioned CG in the trust
+    region ``||p||_M <= radius`` (Steihaug–Toint; Conn, Gould & Toint 2000, Alg. 7.5.1), the
+    M-norms of the iterates by the recurrences ``p'Md <- beta (p'Md + alpha d'Md)``,
+    ``d'Md <- r'z + beta^2 d'Md`` (no product with M); the solution's ``norm`` is ``||p||_M``.
     """
     g = np.asarray(g, dtype=np.float64)
     n = g.shape[0]
     maxiter = 2 * n if maxiter is None else maxiter
     gnorm = float(np.linalg.norm(g))
     tol = _forcing_tol(gnorm, tol)
-    p, r, d = np.zeros(n), g.copy(), -g.copy()
     if gnorm <= tol:
-        return SubproblemSolution(p, 0.0, False, 0, hp=np.zeros(n))
-    rr = r @ r
+        return SubproblemSolution(np.zeros(n), 0.0, False, 0, hp=np.zeros(n), norm=0.0)
+    p, r = np.zeros(n), g.copy()
+    z = r.copy() if precondition is None else np.asarray(precondition(r), dtype=np.float64)
+    d = -z
+    rz = float(r @ z)
+    pmp = pmd = 0.0                  # ||p||_M^2 and p'M d
+    dmd = rz                         # ||d||_M^2
+
+    def boundary():                  # both roots of ||p + tau d||_M = radius (Euclidean: from p and d themselves)
+        if precondition is None:
+            return _to_boundary(p, d, radius)
+        return _quadratic_roots(dmd, 2.0 * pmd, pmp - radius**2)
+
     for it in range(1, maxiter + 1):
         hd = hessp(d)
         dhd = float(d @ hd)
         hp = r - g                                          # H p (the residual is H p + g)
         if dhd <= 0:
-            t_minus, t_plus = _to_boundary(p, d, radius)
+            t_minus, t_plus = boundary()
             # model along d: m(p + t d) - m(p) = t (r.d) + t^2 dhd / 2
             ma = t_minus * (r @ d) + 0.5 * t_minus**2 * dhd
             mb = t_plus * (r @ d) + 0.5 * t_plus**2 * dhd
             t = t_minus if ma < mb else t_plus
-            return SubproblemSolution(p + t * d, np.nan, True, it, negative_curvature=True, hp=hp + t * hd)
-        alpha = rr / dhd
-        p_next = p + alpha * d
-        if np.linalg.norm(p_next) >= radius:
-            _, t_plus = _to_boundary(p, d, radius)
-            return SubproblemSolution(p + t_plus * d, np.nan, True, it, hp=hp + t_plus * hd)
+            return SubproblemSolution(p + t * d, np.nan, True, it, negative_curvature=True, hp=hp + t * hd,
+                                      norm=float(radius))
+        alpha = rz / dhd
+        outside = (np.linalg.norm(p + alpha * d) >= radius if precondition is None
+                   else pmp + 2 * alpha * pmd + alpha**2 * dmd >= radius**2)
+        if outside:
+            t = boundary()[1]
+            return SubproblemSolution(p + t * d, np.nan, True, it, hp=hp + t * hd, norm=float(radius))
+        p = p + alpha * d
+        pmp = pmp + 2 * alpha * pmd + alpha**2 * dmd
         r = r + alpha * hd
-        rr_next = r @ r
-        p = p_next
-        if np.sqrt(rr_next) < tol:
-            return SubproblemSolution(p, 0.0, False, it, hp=r - g)
-        d = -r + (rr_next / rr) * d
-        rr = rr_next
-    return SubproblemSolution(p, 0.0, False, maxiter, converged=False, hp=r - g)
+        if float(np.linalg.norm(r)) < tol:
+            return SubproblemSolution(p, 0.0, False, it, hp=r - g, norm=float(np.sqrt(max(pmp, 0.0))))
+        z = r.copy() if precondition is None else np.asarray(precondition(r), dtype=np.float64)
+        rz_next = float(r @ z)
+        beta = rz_next / rz
+        d = -z + beta * d
+        pmd = beta * (pmd + alpha * dmd)
+        dmd = rz_next + beta * beta * dmd
+        rz = rz_next
+    return SubproblemSolution(p, 0.0, False, maxiter, converged=False, hp=r - g, norm=float(np.sqrt(max(pmp, 0.0))))
 
 
 def gltr(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
