@@ -2,7 +2,7 @@
 parameters and up to 3*10^5 quadrature points (poisson_fem, reference 000's FEM-coupled problem).
 
     python benchmarks/scale.py [--meshes 30 100] [--params 921 2661 5301 10501] [--big] [--repeat 3]
-                               [--hessian-limit 30] [--figure docs/scale_cost.png]
+                               [--hessian-limit 30] [--figure docs/scale_cost.png] [--train SECONDS]
 
 Per (mesh, network) case, each in a fresh process (so its peak memory is its own): the
 gradient, the exact HVP the Krylov methods and the low-rank eigensolver use (the problem's
@@ -12,7 +12,10 @@ product at the same iterate, as a Krylov solve runs them), per direction in a bl
 autograd's ``invfem.derivatives.hvp`` for comparison; medians of ``--repeat``; their ratios to
 the gradient (the target of issue 21: HVP <= 3 gradients); the structured P x P Hessian's estimate (``invfem.resources.hessian_seconds``:
 2 P^2 Q at this machine's GEMM rate) and, where that is under ``--hessian-limit`` seconds, its
-measured time; the peak resident memory of the process. ``--big`` adds the 300x300 mesh with
+measured time; the peak resident memory of the process. ``--train s``: then trust-krylov (and
+trust-exact where its Hessian was measured) for ``s`` seconds of the method's time each, with
+iterations, time per iteration, the first iteration and time at kappa errors 1e-2 and 1e-3, the
+products spent and the peak memory. ``--big`` adds the 300x300 mesh with
 the 921-parameter network. Networks: 2-20-20-20-1 (921), 2-35-35-35-1 (2661), 2-50-50-50-1 (5301),
 2-100-100-1 (10501), tanh. Timings are wall-clock on whatever machine runs it; compare ratios
 within one run.
@@ -21,10 +24,12 @@ within one run.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import resource
 import time
+
+#: kappa errors whose first iteration and time the --train runs report
+TRAIN_LEVELS = (1e-2, 1e-3)
 
 WIDTHS = {921: (2, 20, 20, 20, 1), 2661: (2, 35, 35, 35, 1), 5301: (2, 50, 50, 50, 1), 10501: (2, 100, 100, 1)}
 
@@ -38,7 +43,7 @@ def _median(work, repeat: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def one_case(n: int, params: int, repeat: int, hessian_limit: float, queue) -> None:
+def one_case(n: int, params: int, repeat: int, hessian_limit: float, train_budget: float, queue) -> None:
     import torch
 
     from invfem.derivatives import hvp, value_and_grad
@@ -65,12 +70,35 @@ def one_case(n: int, params: int, repeat: int, hessian_limit: float, queue) -> N
     if estimate <= hessian_limit:
         problem.hessian(theta)
         measured = _median(lambda: problem.hessian(theta), 1)
-    queue.put({"n": n, "dofs": problem.info["n_dofs"], "Q": problem.info["n_quad"], "P": problem.n_params,
+    training = []
+    if train_budget > 0:
+        from invfem.diagnostics.errors import kappa_error
+        from scale_training import first_reached, train
+
+        methods = ["trust-krylov"] + (["trust-exact"] if measured is not None else [])
+        for method in methods:
+            trace = [{"iter": 0, "time": 0.0, "kappa_error": kappa_error(problem, problem.theta0)}]
+            result, trace = train(problem, method, {"maxiter": 100000}, train_budget, 1, trace)
+            hits = {level: first_reached(trace, level) for level in TRAIN_LEVELS}
+            training.append({"method": method, "nit": int(result.nit), "time": float(result.history[-1]["time"]),
+                             "kappa_error": trace[-1]["kappa_error"], "nhev": int(result.nhev),
+                             "reached": {str(k): None if v is None else [v["iter"], v["time"]] for k, v in hits.items()},
+                             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6})
+    queue.put({"n": n, "training": training, "dofs": problem.info["n_dofs"], "Q": problem.info["n_quad"], "P": problem.n_params,
                "gradient": gradient, "hvp": product, "ratio": product / gradient, "first_hvp": first,
                "block_hvp": per_direction, "autograd_hvp": autograd, "autograd_ratio": autograd / gradient,
                "hessian_estimate": estimate,
                "hessian": measured, "hessian_bytes": 8.0 * problem.n_params ** 2, "gemm_gflops": gemm_rate() / 1e9,
                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6})
+
+
+def _slope(ps, rows, key) -> str:
+    """`` (slope s)``: the least-squares slope of log(seconds) against log(P), where there are two points or more."""
+    import numpy as np
+
+    if len(ps) < 2:
+        return ""
+    return f" (slope {np.polyfit(np.log(ps), np.log([r[key] for r in rows]), 1)[0]:.2f})"
 
 
 def main():
@@ -82,6 +110,9 @@ def main():
     parser.add_argument("--hessian-limit", type=float, default=30.0)
     parser.add_argument("--figure", default=None)
     parser.add_argument("--json", default=None, help="write the rows here too")
+    parser.add_argument("--train", type=float, default=0.0,
+                        help="also train each case for this many seconds per method (trust-krylov; trust-exact "
+                             "where its Hessian was measured) and report iterations and time to kappa errors")
     args = parser.parse_args()
     cases = [(n, p) for n in args.meshes for p in args.params] + ([(300, 921)] if args.big else [])
     context = multiprocessing.get_context("spawn")
@@ -91,7 +122,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n, p in cases:
         queue = context.Queue()
-        worker = context.Process(target=one_case, args=(n, p, args.repeat, args.hessian_limit, queue))
+        worker = context.Process(target=one_case, args=(n, p, args.repeat, args.hessian_limit, args.train, queue))
         worker.start()
         row = queue.get()
         worker.join()
@@ -103,6 +134,18 @@ def main():
               f"{row['autograd_ratio']:.2f} | {row['hessian_estimate']:.1f} | {measured} | "
               f"{row['hessian_bytes'] / 2**30:.2f} GiB | {row['peak_rss_gb']:.2f} |", flush=True)
     print(f"\nGEMM rate {rows[0]['gemm_gflops']:.1f} Gflop/s (float64, 512 x 512)")
+    if args.train > 0:
+        print(f"\nTraining, {args.train:g} s per method (the method's time; kappa error every iteration):\n")
+        print("| mesh | P | method | iterations | s / iteration | kappa error 1e-2: iteration, s | "
+              "1e-3: iteration, s | final kappa error | HVPs | peak RSS GB |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            for t in row["training"]:
+                at = lambda level: "–" if t["reached"][str(level)] is None else \
+                    f"{t['reached'][str(level)][0]}, {t['reached'][str(level)][1]:.1f}"
+                print(f"| {row['n']}×{row['n']} | {row['P']} | {t['method']} | {t['nit']} | "
+                      f"{t['time'] / max(t['nit'], 1):.2f} | {at(1e-2)} | {at(1e-3)} | {t['kappa_error']:.2e} | "
+                      f"{t['nhev']} | {t['peak_rss_gb']:.2f} |")
     if args.json:
         from invfem.files import write_json
         write_json(args.json, rows)
@@ -117,10 +160,11 @@ def main():
         for n in sorted({r["n"] for r in rows}):
             sub = [r for r in rows if r["n"] == n]
             ps = [r["P"] for r in sub]
-            left.loglog(ps, [r["gradient"] for r in sub], "o-", label=f"gradient, {n}x{n}")
-            left.loglog(ps, [r["hvp"] for r in sub], "s--", label=f"HVP, {n}x{n}")
+            left.loglog(ps, [r["gradient"] for r in sub], "o-", label=f"gradient, {n}x{n}{_slope(ps, sub, 'gradient')}")
+            left.loglog(ps, [r["hvp"] for r in sub], "s--", label=f"HVP, {n}x{n}{_slope(ps, sub, 'hvp')}")
             left.loglog(ps, [r["autograd_hvp"] for r in sub], "x:", label=f"autograd HVP, {n}x{n}")
-            right.loglog(ps, [r["hessian_estimate"] for r in sub], "o:", label=f"Hessian estimate, {n}x{n}")
+            right.loglog(ps, [r["hessian_estimate"] for r in sub], "o:",
+                         label=f"Hessian estimate, {n}x{n}{_slope(ps, sub, 'hessian_estimate')}")
             done = [r for r in sub if r["hessian"] is not None]
             if done:
                 right.loglog([r["P"] for r in done], [r["hessian"] for r in done], "k^", markersize=5)

@@ -7,6 +7,11 @@
   without the eigenvalues within eps lambda_max of zero), with whether H is indefinite there.
 - :func:`loss_profile` / :func:`eigen_profiles`: F(alpha) = L(theta + alpha v) along a
   direction, and along the eigenvectors of lambda_min and lambda_max.
+
+Each takes the dense Hessian or, above the size where the P x P matrix is not formed, its
+dominant eigenpairs (a :class:`~invfem.linalg.low_rank.LowRankHessian`): the spectrum and its
+counts are then those of the pairs (``rank`` says how many), the profiles run along the pairs'
+extreme eigenvectors and the Newton direction is the pseudo-inverse on the pairs' span.
 """
 
 from __future__ import annotations
@@ -16,12 +21,29 @@ import torch
 
 from invfem.derivatives import symmetry_error
 from invfem.errors import NonFiniteError
+from invfem.linalg.low_rank import LowRankHessian
+
+
+def _eigenpairs(h) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lambda ascending, vectors)`` of a dense Hessian's symmetric part or of a LowRankHessian's pairs."""
+    if isinstance(h, LowRankHessian):
+        order = torch.argsort(h.eigenvalues)
+        return h.eigenvalues[order], h.vectors[:, order]
+    return torch.linalg.eigh(0.5 * (h + h.T))
 
 
 def spectrum(h: torch.Tensor, eps: float = 1e-6) -> dict:
     """Eigenvalues (ascending) of the symmetric part of ``h`` and the counts of those above
     ``eps |lambda|_max`` (positive), below ``-eps |lambda|_max`` (negative) and in between (zero).
-    NonFiniteError for a Hessian that holds NaN or inf (it has no spectrum)."""
+    NonFiniteError for a Hessian that holds NaN or inf (it has no spectrum). A LowRankHessian: its
+    pairs' eigenvalues and counts, with ``rank`` (and no symmetry error: it is symmetric by construction)."""
+    if isinstance(h, LowRankHessian):
+        eig = torch.sort(h.eigenvalues).values.cpu().numpy()
+        cut = eps * np.abs(eig).max() if eig.size else 0.0
+        n_pos, n_neg = int((eig > cut).sum()), int((eig < -cut).sum())
+        return {"eigenvalues": eig.tolist(), "n_positive": n_pos, "n_negative": n_neg,
+                "n_zero": int(eig.size - n_pos - n_neg), "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]),
+                "eps": eps, "rank": int(eig.size), "error_estimate": h.error_estimate}
     if not bool(torch.isfinite(h).all()):
         raise NonFiniteError(f"the Hessian ({h.shape[0]}x{h.shape[0]}) holds {int((~torch.isfinite(h)).sum())} "
                              "NaN or inf entries: no spectrum")
@@ -40,8 +62,8 @@ def step_angles(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, rcond: float 
     of zero dropped — the sign counts' threshold: with the true inverse of a network Hessian,
     whose smallest eigenvalues are ~1e-12 of the largest, q is all near-null directions and
     cos theta2 ~ 0 for every step (measured), which says nothing about the step."""
-    p, g = p.reshape(-1).to(h), g.reshape(-1).to(h)
-    lam, vectors = torch.linalg.eigh(0.5 * (h + h.T))
+    lam, vectors = _eigenpairs(h)
+    p, g = p.reshape(-1).to(vectors), g.reshape(-1).to(vectors)
     cut = rcond * lam.abs().max()
     inverse = torch.where(lam.abs() > cut, 1.0 / lam, torch.zeros_like(lam))
     q = -(vectors * inverse) @ (vectors.T @ g)                       # -H^+ g
@@ -66,7 +88,7 @@ def loss_profile(loss, theta: torch.Tensor, direction: torch.Tensor, alphas) -> 
 
 def eigen_profiles(loss, theta: torch.Tensor, h: torch.Tensor, alphas) -> dict:
     """The loss along the unit eigenvectors of lambda_min and lambda_max of ``h`` at ``theta``."""
-    lam, vectors = torch.linalg.eigh(0.5 * (h + h.T))
+    lam, vectors = _eigenpairs(h)
     alphas = np.asarray(alphas, dtype=np.float64)
     return {"alphas": alphas.tolist(),
             "lambda_min": float(lam[0]), "f_min": loss_profile(loss, theta, vectors[:, 0], alphas).tolist(),

@@ -209,7 +209,8 @@ def _run_one(study_dict: dict, label: str, seed: int) -> dict:
 
 def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerprint: str, label: str, seed: int,
              notes: list | None = None) -> dict:
-    from invfem.experiment.run import load_problem
+    from invfem.diagnostics.low_rank import low_rank_hessian
+    from invfem.experiment.run import DEFAULT_RANK, LOW_RANK_ABOVE, load_problem
     from invfem.optim import Checkpoint
     from invfem.structured import hessian_path
 
@@ -241,9 +242,12 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
         selection = _chosen_regularization(study, spec, seed, folder, fingerprint, auto, device)
         options = with_alpha(options, selection["chosen"])
     problem = load_problem(study.problem, seed=seed, **device, **options)
-    check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
     path = hessian_path(problem, chunk_size=study.hessian_chunk)
     exact_hessian = path.function
+    if problem.n_params > LOW_RANK_ABOVE:       # no P x P matrix: the diagnostics take dominant eigenpairs from HVPs
+        exact_hessian = lambda theta: low_rank_hessian(problem, theta, DEFAULT_RANK, seed=seed)
+    else:
+        check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
     tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
                        None if pending is None else torch.as_tensor(pending), spec.time_limit)
     if resume is None and study.diagnostics_every:
@@ -337,7 +341,8 @@ def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fi
 
 
 def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig) -> dict:
-    """Everything reference 000 looks at, at the end of a run."""
+    """Everything reference 000 looks at, at the end of a run (``hessian(theta)``: the dense matrix,
+    or its dominant eigenpairs above :data:`~invfem.experiment.run.LOW_RANK_ABOVE` parameters)."""
     from invfem.diagnostics import (activation_histograms, eigen_profiles, kappa_error, magnitudes, network_loss,
                                     spectrum)
 
@@ -353,7 +358,7 @@ def final_diagnostics(problem, theta: torch.Tensor, hessian, study: StudyConfig)
             point = torch.tensor(study.activation_point if points.shape[1] == 2 else
                                  [float(points[:, 0].mean())], dtype=torch.float64, device=theta.device)
             out["activations"] = activation_histograms(mlp, theta, point, points)
-    net = network_loss(problem, theta)
+    net = network_loss(problem, theta) if "rank" not in out else None     # (its spectrum: a dense P x P matrix)
     if net is not None:
         s = spectrum(net.hessian(theta), study.eps)
         out["network_loss"] = {"value": float(net(theta)), **s}

@@ -64,7 +64,8 @@ def record_problem(record, folder=None) -> str | None:
         if not isinstance(theta, torch.Tensor) or theta.ndim != 1 or not bool(torch.isfinite(theta).all()):
             return "theta.pt is not a finite 1-d tensor"
         final = record["diagnostics"].get("final")
-        if isinstance(final, dict) and all(isinstance(final.get(k), int) for k in ("n_positive", "n_negative", "n_zero")):
+        if isinstance(final, dict) and "rank" not in final and all(
+                isinstance(final.get(k), int) for k in ("n_positive", "n_negative", "n_zero")):
             size = final["n_positive"] + final["n_negative"] + final["n_zero"]   # the spectrum has one value per parameter
             if theta.numel() != size:
                 return f"theta.pt holds {theta.numel()} parameters, the run's Hessian had {size}"
