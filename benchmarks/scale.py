@@ -64,7 +64,8 @@ def one_case(n: int, params: int, repeat: int, hessian_limit: float, train_budge
     apply = path.operator(theta)
     product = _median(lambda: apply(v), repeat)
     block = torch.randn(problem.n_params, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    per_direction = _median(lambda: apply(block), 1) / 16
+    apply(block)                                                                         # warm (vmap)
+    per_direction = _median(lambda: apply(block), repeat) / 16
     estimate = hessian_seconds(problem.n_params, problem.info["n_quad"])
     measured = None
     if estimate <= hessian_limit:

@@ -125,3 +125,28 @@ def test_above_the_size_threshold_run_takes_spectra_identifiability_and_laplace_
     assert run["identifiability"]["rank"] == 8 and "summary" in run["identifiability"]
     if "skipped" not in run["laplace"]:
         assert run["laplace"]["rank"] == 8
+
+
+def test_the_single_pass_eigensolver_recovers_low_rank_exactly_and_bounds_its_eigenvalues():
+    """passes=1 (Halko et al. §5.5): k + m products; exact on an operator of rank <= k; on a
+    problem's Hessian its eigenvalues lie within its (Weyl) bound of the dense ones."""
+    gen = torch.Generator().manual_seed(2)
+    basis = torch.linalg.qr(torch.randn(60, 6, generator=gen, dtype=torch.float64)).Q
+    lam = torch.tensor([9.0, -5.0, 3.0, -2.0, 1.0, 0.5], dtype=torch.float64)
+    h = (basis * lam) @ basis.T
+    found = randomized_eigh(lambda block: h @ block, 60, 6, oversample=4, power_iterations=0, passes=1)
+    assert found.n_hvp == 10 + 10
+    torch.testing.assert_close(found.eigenvalues, lam[torch.argsort(lam.abs(), descending=True)], rtol=1e-10,
+                               atol=1e-10)
+    assert found.error_estimate < 1e-8
+    problem = _small_poisson()
+    theta = problem.theta0 + 0.05 * torch.randn(problem.n_params, dtype=torch.float64, generator=gen)
+    dense = torch.linalg.eigvalsh(problem.hessian(theta))
+    one = low_rank_hessian(problem, theta, 8, power_iterations=0, passes=1)
+    nearest = (one.eigenvalues[:, None] - dense[None, :]).abs().min(dim=1).values
+    assert bool((nearest <= one.eigenvalue_errors * (1 + 1e-9) + 1e-9).all())
+    assert one.n_hvp == 18 + 10
+    with pytest.raises(ConfigError, match="single-pass"):
+        randomized_eigh(lambda block: h @ block, 60, 6, passes=1)           # power iterations asked
+    with pytest.raises(ConfigError, match="passes"):
+        randomized_eigh(lambda block: h @ block, 60, 6, passes=3)

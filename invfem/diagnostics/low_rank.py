@@ -17,11 +17,12 @@ __all__ = ["LowRankHessian", "low_rank_hessian", "randomized_eigh"]
 
 
 def low_rank_hessian(problem, theta: torch.Tensor, rank: int, oversample: int = 10, power_iterations: int = 1,
-                     seed: int = 0, n_probes: int = 10, misfit: bool = False) -> LowRankHessian:
+                     seed: int = 0, n_probes: int = 10, misfit: bool = False, passes: int = 2) -> LowRankHessian:
     """The ``rank`` dominant eigenpairs of the exact Hessian of ``problem.loss`` at ``theta`` from
     exact Hessian-vector products (the problem's :attr:`~invfem.structured.HessianPath.operator`,
     on blocks), never forming the P x P matrix; ``misfit=True``: of the data misfit's Hessian (the
-    prior's ``2 alpha I`` taken off)."""
+    prior's ``2 alpha I`` taken off); ``passes=1``: the single-pass eigensolver (``rank + oversample +
+    n_probes`` products; :func:`~invfem.linalg.low_rank.randomized_eigh`)."""
     theta = theta.detach()
     shift = 2.0 * problem.regularization if misfit else 0.0
     product = hessian_path(problem).operator(theta)
@@ -31,4 +32,4 @@ def low_rank_hessian(problem, theta: torch.Tensor, rank: int, oversample: int = 
         return out - shift * block if shift else out
 
     return randomized_eigh(apply, theta.numel(), rank, oversample, power_iterations, seed, n_probes,
-                           dtype=theta.dtype, device=theta.device)
+                           dtype=theta.dtype, device=theta.device, passes=passes)

@@ -58,11 +58,23 @@ class LowRankHessian:
 
 
 def randomized_eigh(apply, n: int, rank: int, oversample: int = 10, power_iterations: int = 1, seed: int = 0,
-                    n_probes: int = 10, dtype=torch.float64, device=None) -> LowRankHessian:
+                    n_probes: int = 10, dtype=torch.float64, device=None, passes: int = 2) -> LowRankHessian:
     """The ``rank`` dominant eigenpairs of the symmetric operator ``apply`` (``(n, k) -> (n, k)``
-    on blocks of columns), with the a-posteriori error estimate of the module docstring."""
+    on blocks of columns), with the a-posteriori error estimate of the module docstring.
+
+    ``passes=1``: the single-pass variant (Halko et al. 2011, §5.5): from ``Y = H Omega`` alone,
+    ``Q = orth(Y)`` and the small ``B = Q^T H Q`` from ``B (Q^T Omega) = Q^T Y`` (least squares,
+    symmetrised): ``k + m`` products instead of ``k (q + 2) + m``, less accurate where the spectrum
+    decays slowly. There are no pair residuals then (they need ``H Q``): ``eigenvalue_errors`` is the
+    norm estimate for every pair (Weyl: the i-th eigenvalue of H lies within it), so it needs probes.
+    """
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
         raise ConfigError(f"rank must be an integer >= 1, got {rank!r}")
+    if passes not in (1, 2):
+        raise ConfigError(f"passes must be 1 or 2, got {passes!r}")
+    if passes == 1 and (int(power_iterations) or not n_probes):
+        raise ConfigError("the single-pass eigensolver (passes: 1) takes no power iterations and needs n_probes >= 1 "
+                          "(its only error estimate)")
     k = min(n, rank + max(0, int(oversample)))
     gen = torch.Generator().manual_seed(int(seed))
     omega = torch.randn(n, k, generator=gen, dtype=dtype).to(device)
@@ -73,20 +85,24 @@ def randomized_eigh(apply, n: int, rank: int, oversample: int = 10, power_iterat
         y = apply(q)
         count += k
     q = torch.linalg.qr(y).Q
-    hq = apply(q)
-    count += k
-    t = q.T @ hq
+    if passes == 2:
+        hq = apply(q)
+        count += k
+        t = q.T @ hq
+    else:                                   # B C = D, C = Q^T Omega, D = Q^T Y:  C^T B^T = D^T
+        t = torch.linalg.lstsq((q.T @ omega).T, (q.T @ y).T).solution.T
     lam, s = torch.linalg.eigh(0.5 * (t + t.T))
     order = torch.argsort(lam.abs(), descending=True)[:min(rank, k)]
     lam, u = lam[order], q @ s[:, order]
-    pair_errors = (hq @ s[:, order] - u * lam).norm(dim=0)           # H u = (H Q) S: no more products
     estimate = float("nan")
     if n_probes:
         probes = torch.randn(n, int(n_probes), generator=gen, dtype=dtype).to(device)
         residual = apply(probes) - u @ (lam[:, None] * (u.T @ probes))
         count += int(n_probes)
         estimate = 10.0 * math.sqrt(2.0 / math.pi) * float(residual.norm(dim=0).max())
+    if passes == 2:
+        pair_errors = (hq @ s[:, order] - u * lam).norm(dim=0)       # H u = (H Q) S: no more products
+    else:
+        pair_errors = torch.full_like(lam, estimate)
     return LowRankHessian(eigenvalues=lam, vectors=u, error_estimate=estimate, n_hvp=count, n_probes=int(n_probes),
                           eigenvalue_errors=pair_errors)
-
-

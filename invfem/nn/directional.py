@@ -70,12 +70,15 @@ class NetworkDirections:
             self.weigh(g)
 
     def weigh(self, g: torch.Tensor) -> None:
-        """Set the outer loss's gradient in kappa ``g (Q,)`` (the weights of ``N_g``)."""
+        """Set the outer loss's gradient in kappa ``g (Q,)`` (the weights of ``N_g``), once."""
+        if self.g is not None:
+            raise ValueError("NetworkDirections.weigh: g is set already (build a new one for another g)")
         if g.shape != (self.n_points,):
             raise ShapeError(f"g must have shape ({self.n_points},) (one value per point), got {tuple(g.shape)}")
         self.g = g.detach().to(self.like)
         self.beta = [None] + [self.g * d for d in self.delta[1:]]                 # g delta_l
         self.gabar = [None] + [self.g * a for a in self.abar[1:]]                 # g W_{l+1}^T delta_{l+1}
+        self.delta = self.abar = None          # only their weighted forms are used from here (memory: Q x widths)
 
     def _split(self, block: torch.Tensor):
         """``(P, k)`` -> per layer ``(dW_l (k, n_l, n_{l-1}), db_l (k, n_l, 1))``."""
