@@ -43,10 +43,8 @@ def train(problem, method: str, options: dict, budget: float, every: int, trace:
                     f"kappa error {trace[-1]['kappa_error']:.3e}", flush=True)
         return state["time"] > budget
 
-    derivatives = METHODS[method].derivatives
     result = minimize(problem.loss, problem.theta0, method=method, options={"gtol": 1e-12, **options},
-                      callback=callback, hess=path.function if derivatives == "hessian" else None,
-                      hessp=path.hessp if derivatives == "hvp" else None)
+                      callback=callback, **path.minimize_arguments(METHODS[method].derivatives))
     return result, trace
 
 

@@ -227,6 +227,12 @@ class HessianPath:
         latest ``theta`` kept, so the products of one iterate share its state."""
         return CachedProduct(self.operator)
 
+    def minimize_arguments(self, derivatives: str) -> dict:
+        """``hess`` and ``hessp`` for :func:`invfem.minimize` by a method's ``derivatives``: the dense
+        Hessian for ``"hessian"``, the product for ``"hvp"``, neither otherwise."""
+        return {"hess": self.function if derivatives == "hessian" else None,
+                "hessp": self.hessp if derivatives == "hvp" else None}
+
 
 class CachedProduct:
     """``(theta, v) -> H(theta) v`` from ``operator(theta)``, rebuilt only when ``theta`` changes;

@@ -39,19 +39,17 @@ def spectrum(h: torch.Tensor, eps: float = 1e-6) -> dict:
     pairs' eigenvalues and counts, with ``rank`` (and no symmetry error: it is symmetric by construction)."""
     if isinstance(h, LowRankHessian):
         eig = torch.sort(h.eigenvalues).values.cpu().numpy()
-        cut = eps * np.abs(eig).max() if eig.size else 0.0
-        n_pos, n_neg = int((eig > cut).sum()), int((eig < -cut).sum())
-        return {"eigenvalues": eig.tolist(), "n_positive": n_pos, "n_negative": n_neg,
-                "n_zero": int(eig.size - n_pos - n_neg), "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]),
-                "eps": eps, "rank": int(eig.size), "error_estimate": h.error_estimate}
-    if not bool(torch.isfinite(h).all()):
-        raise NonFiniteError(f"the Hessian ({h.shape[0]}x{h.shape[0]}) holds {int((~torch.isfinite(h)).sum())} "
-                             "NaN or inf entries: no spectrum")
-    eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()
+        extra = {"rank": int(eig.size), "error_estimate": h.error_estimate}
+    else:
+        if not bool(torch.isfinite(h).all()):
+            raise NonFiniteError(f"the Hessian ({h.shape[0]}x{h.shape[0]}) holds {int((~torch.isfinite(h)).sum())} "
+                                 "NaN or inf entries: no spectrum")
+        eig = torch.linalg.eigvalsh(0.5 * (h + h.T)).cpu().numpy()
+        extra = {"symmetry_error": symmetry_error(h)}
     cut = eps * np.abs(eig).max() if eig.size else 0.0
     n_pos, n_neg = int((eig > cut).sum()), int((eig < -cut).sum())
     return {"eigenvalues": eig.tolist(), "n_positive": n_pos, "n_negative": n_neg, "n_zero": int(eig.size - n_pos - n_neg),
-            "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "eps": eps, "symmetry_error": symmetry_error(h)}
+            "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "eps": eps, **extra}
 
 
 def step_angles(p: torch.Tensor, g: torch.Tensor, h: torch.Tensor, rcond: float = 1e-6) -> dict:

@@ -304,10 +304,8 @@ def _train(problem, spec, x0: torch.Tensor, path, maxiter: int | None = None, **
     if spec.stages:
         return minimize_chain(problem.loss, x0, spec.stages, hess=path.function, hessp=path.hessp, **common)
     options = spec.options if maxiter is None else {**spec.options, "maxiter": maxiter}
-    derivatives = METHODS[spec.method].derivatives
     return minimize(problem.loss, x0, method=spec.method, options=options,
-                    hess=path.function if derivatives == "hessian" else None,
-                    hessp=path.hessp if derivatives == "hvp" else None, **common)
+                    **path.minimize_arguments(METHODS[spec.method].derivatives), **common)
 
 
 def _chosen_regularization(study: StudyConfig, spec, seed: int, folder: Path, fingerprint: str, auto, device) -> dict:

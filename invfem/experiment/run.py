@@ -296,15 +296,12 @@ def _train(problem: Problem, config: ExperimentConfig, x0: torch.Tensor, callbac
     fastest path (``path``, a :class:`~invfem.structured.HessianPath`, where already picked: the
     dense Hessian for the dense methods, its product for the Krylov ones); ``maxiter`` overrides
     the options'."""
-    derivatives = METHODS[config.method].derivatives
     if path is None:
         path = hessian_path(problem, chunk_size=config.hessian_chunk)
     options = config.options if maxiter is None else {**config.options, "maxiter": maxiter}
     return minimize(problem.loss, x0, method=config.method, options=options,
-                    hess=path.function if derivatives == "hessian" else None,
-                    hessp=path.hessp if derivatives == "hvp" else None,
-                    bounds=problem.bounds, callback=callback, residual=problem.residual,
-                    residual_jacobian=problem.solver_jacobian)
+                    **path.minimize_arguments(METHODS[config.method].derivatives), bounds=problem.bounds,
+                    callback=callback, residual=problem.residual, residual_jacobian=problem.solver_jacobian)
 
 
 #: a dense-Hessian phase expected to take longer than this (s) is warned about before any work

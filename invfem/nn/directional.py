@@ -118,9 +118,9 @@ class NetworkDirections:
     def jvp(self, block: torch.Tensor) -> torch.Tensor:
         """``(J V)^T`` ``(k, Q)`` for directions ``V (P, k)``."""
         block = self._check(block)
-        out = []
-        for start in range(0, block.shape[1], self._width()):
-            dz = self._tangents(self._split(block[:, start:start + self._width()]))
+        out, width = [], self._width()
+        for start in range(0, block.shape[1], width):
+            dz = self._tangents(self._split(block[:, start:start + width]))
             out.append(self.dphi * dz[-1][:, 0, :])
         return torch.cat(out)
 

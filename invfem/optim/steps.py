@@ -150,8 +150,7 @@ class KrylovModel:
         self.hessp.restart()
         extra = {} if self.precondition is None else {"precondition": self.precondition}
         sol = self.solver(self.hessp, self.g, radius, self.tol, self.options.cg_maxiter, **extra)
-        hp = sol.hp if sol.hp is not None else self.hessp(sol.p)
-        predicted = -float(self.g @ sol.p + 0.5 * sol.p @ hp)
+        predicted = -float(self.g @ sol.p + 0.5 * sol.p @ sol.hp)       # both solvers return H p
         norm = sol.norm if sol.norm is not None else float(np.linalg.norm(sol.p))
         return Step(sol.p, predicted, norm, sol.hits_boundary,
                     inner_iterations=sol.iterations, negative_curvature=sol.negative_curvature)

@@ -404,7 +404,7 @@ def gltr(hessp, g, radius, tol=None, maxiter=None) -> SubproblemSolution:
     gnorm = float(np.linalg.norm(g))
     tol = _forcing_tol(gnorm, tol)
     if gnorm <= tol or gnorm == 0:
-        return SubproblemSolution(np.zeros(n), 0.0, False, 0)
+        return SubproblemSolution(np.zeros(n), 0.0, False, 0, hp=np.zeros(n))
     basis = [g / gnorm]
     alphas, betas = [], []
     negative = False
