@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 
 from invfem.errors import ShapeError
-from invfem.nn.hessian import _forward_backward, supports_fast_hessian
+from invfem.nn.hessian import _forward, supports_fast_hessian
 
 #: bytes of per-point tangents held at once (sets how many directions a pass takes)
 TANGENT_BYTES = 256 * 2**20
@@ -61,9 +61,12 @@ class NetworkDirections:
             raise ShapeError(f"points must have shape (n, {mlp.widths[0]}), got {tuple(points.shape)}")
         self.mlp, self.widths = mlp, mlp.widths
         self.layers = mlp.layers(theta)
-        (self.kappa, self.acts, self.s1, self.s2, self.delta, self.abar,
-         self.dphi, self.d2phi) = _forward_backward(mlp, self.layers, points.to(device=theta.device, dtype=theta.dtype))
+        # a~_l = [a_l; 1] (n_l + 1, Q) is the one copy of the activations: the bias's column rides
+        # in every GEMM with a_l (no elementwise pass per direction for db, no concatenation per pass)
+        (self.kappa, _, self.s1, self.s2, self.dphi, self.d2phi, self.aug) = _forward(
+            mlp, self.layers, points.to(device=theta.device, dtype=theta.dtype), augmented=True)
         self.n_points = points.shape[0]
+        self.wt = [w.T.contiguous() for w, _ in self.layers]                      # W_l^T for the backward
         self.like = theta
         self.g = None
         if g is not None:
@@ -76,12 +79,21 @@ class NetworkDirections:
         if g.shape != (self.n_points,):
             raise ShapeError(f"g must have shape ({self.n_points},) (one value per point), got {tuple(g.shape)}")
         self.g = g.detach().to(self.like)
-        self.beta = [None] + [self.g * d for d in self.delta[1:]]                 # g delta_l
-        self.gabar = [None] + [self.g * a for a in self.abar[1:]]                 # g W_{l+1}^T delta_{l+1}
-        self.delta = self.abar = None          # only their weighted forms are used from here (memory: Q x widths)
+        # the backward pass weighted by g from its seed: beta_l = g delta_l (g is per point, so it
+        # commutes with the recurrence), g W_{l+1}^T delta_{l+1} = W_{l+1}^T beta_{l+1}; and
+        # s2g_l = s''_l W_{l+1}^T beta_{l+1}, the second-order term's weight, in place of s''_l
+        L = len(self.layers)
+        self.beta, self.s2g = [None] * (L + 1), [None] * L
+        self.beta[L] = (self.g * self.dphi)[None, :]
+        for l in range(L - 1, 0, -1):
+            gabar = self.wt[l] @ self.beta[l + 1]
+            self.beta[l] = self.s1[l] * gabar
+            self.s2g[l] = self.s2[l] * gabar         # not in place: an activation may share s' and s''
+            self.s2[l] = None                         # freed layer by layer (memory: Q x widths)
+        self.s2 = None
 
     def _split(self, block: torch.Tensor):
-        """``(P, k)`` -> per layer ``(dW_l (k, n_l, n_{l-1}), db_l (k, n_l, 1))``."""
+        """``(P, k)`` -> per layer ``[dW_l | db_l]`` ``(k, n_l, n_{l-1} + 1)`` (the bias as the last column)."""
         k = block.shape[1]
         if block.shape[0] == self.n_params and self.n_params != self.like.shape[0]:
             block = torch.cat([block, block.new_zeros(1, k)])
@@ -89,19 +101,22 @@ class NetworkDirections:
         out, off = [], 0
         for w, b in self.layers:
             n, m = w.shape
-            out.append((rows[:, off:off + n * m].reshape(k, n, m), rows[:, off + n * m:off + n * m + n].reshape(k, n, 1)))
+            out.append(torch.cat([rows[:, off:off + n * m].reshape(k, n, m),
+                                  rows[:, off + n * m:off + n * m + n].reshape(k, n, 1)], 2))
             off += n * m + n
         return out
 
     def _tangents(self, parts):
-        """``dz_l (k, n_l, Q)`` for l = 1..L (module docstring)."""
-        dz = [None]
-        for l, (dw, db) in enumerate(parts, start=1):
-            z = torch.matmul(dw, self.acts[l - 1]).add_(db)                  # dW_l a_{l-1} + db_l
-            if l > 1:
-                z.add_(torch.matmul(self.layers[l - 1][0], self.s1[l - 1] * dz[l - 1]))   # W_l da_{l-1}
+        """``dz_l`` and ``da_l = s'_l dz_l`` ``(k, n_l, Q)`` for l = 1..L (``da`` of hidden layers only)."""
+        dz, da = [None], [None]
+        for l, dwb in enumerate(parts, start=1):
+            if l > 1:                                                          # W_l da_{l-1} + [dW_l|db_l] a~_{l-1}
+                z = torch.matmul(self.layers[l - 1][0], da[l - 1]).baddbmm_(dwb, self.aug[l - 1].expand(dwb.shape[0], -1, -1))
+            else:
+                z = torch.matmul(dwb, self.aug[0])
             dz.append(z)
-        return dz
+            da.append(self.s1[l] * z if l < len(parts) else None)
+        return dz, da
 
     def _check(self, block: torch.Tensor) -> torch.Tensor:
         if block.ndim == 1:
@@ -120,7 +135,7 @@ class NetworkDirections:
         block = self._check(block)
         out, width = [], self._width()
         for start in range(0, block.shape[1], width):
-            dz = self._tangents(self._split(block[:, start:start + width]))
+            dz, _ = self._tangents(self._split(block[:, start:start + width]))
             out.append(self.dphi * dz[-1][:, 0, :])
         return torch.cat(out)
 
@@ -135,26 +150,27 @@ class NetworkDirections:
 
     def _hvp_pass(self, block, outer_hvp):
         parts = self._split(block)
-        dz = self._tangents(parts)
-        L, layers, k = len(self.layers), self.layers, block.shape[1]
+        dz, da = self._tangents(parts)
+        L, k = len(self.layers), block.shape[1]
         jv = self.dphi * dz[L][:, 0, :]
         y = outer_hvp(jv)
         if y.shape != jv.shape:
             raise ShapeError(f"outer_hvp must return shape {tuple(jv.shape)}, got {tuple(y.shape)}")
         dbeta = (self.g * self.d2phi * dz[L][:, 0, :] + y * self.dphi)[:, None, :]     # (k, 1, Q)
+        del jv, y
+        dz[L] = None                     # each tangent freed once used (memory: k x width x Q per layer)
         out = []
         for l in range(L, 0, -1):
-            ones = torch.ones(1, self.n_points, dtype=block.dtype, device=block.device)
-            aug = torch.cat([self.acts[l - 1], ones])                                  # a~_{l-1} (n_{l-1} + 1, Q)
-            grad_wb = torch.matmul(dbeta, aug.T)                                       # (k, n_l, n_{l-1} + 1)
+            grad_wb = torch.matmul(dbeta, self.aug[l - 1].T)                           # (k, n_l, n_{l-1} + 1)
             if l > 1:
-                da = self.s1[l - 1] * dz[l - 1]                                        # (k, n_{l-1}, Q)
-                grad_wb[:, :, :-1].add_(torch.matmul(self.beta[l], da.transpose(1, 2)))
-                dw_next = parts[l - 1][0]                                              # dW_l (k, n_l, n_{l-1})
-                back = torch.matmul(dw_next.transpose(1, 2), self.beta[l])             # dW_l^T beta_l
-                back.add_(torch.matmul(layers[l - 1][0].T, dbeta))                     # + W_l^T dbeta_l
-                dbeta = back.mul_(self.s1[l - 1]).addcmul_(self.s2[l - 1] * dz[l - 1], self.gabar[l - 1])
-            n, m = layers[l - 1][0].shape
+                grad_wb[:, :, :-1].add_(torch.matmul(self.beta[l], da[l - 1].transpose(1, 2)))
+                dw_next = parts[l - 1][:, :, :-1]                                      # dW_l (k, n_l, n_{l-1})
+                back = torch.matmul(self.wt[l - 1], dbeta)                             # W_l^T dbeta_l
+                back.baddbmm_(dw_next.transpose(1, 2), self.beta[l].expand(k, -1, -1))  # + dW_l^T beta_l
+                dbeta = back.mul_(self.s1[l - 1]).addcmul_(dz[l - 1], self.s2g[l - 1])
+                del back
+                dz[l - 1] = da[l - 1] = None
+            n, m = self.layers[l - 1][0].shape
             out.append(torch.cat([grad_wb[:, :, :-1].reshape(k, n * m), grad_wb[:, :, -1]], 1))
         flat = torch.cat(out[::-1], 1).T
         return flat[:self.n_params].contiguous() if flat.shape[0] != self.n_params else flat.contiguous()

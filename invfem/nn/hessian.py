@@ -271,24 +271,38 @@ class _Pass:
         return h
 
 
-def _forward_backward(mlp: MLP, layers, x: torch.Tensor):
-    """One forward and one backward pass at the points ``x`` ``(c, n_in)``, points last:
-    ``kappa (c,)``, activations ``acts[l] = a_l`` (``a_0 = x^T``), ``s1[l], s2[l]`` = sigma', sigma''
-    at ``z_l`` (hidden layers), ``delta[l] = d kappa / d z_l``, ``abar[l] = d kappa / d a_l``,
-    and phi', phi'' at the output."""
+def _forward(mlp: MLP, layers, x: torch.Tensor, augmented: bool = False):
+    """The forward pass at the points ``x`` ``(c, n_in)``, points last: ``kappa (c,)``,
+    activations ``acts[l] = a_l`` (``a_0 = x^T``), ``s1[l], s2[l]`` = sigma', sigma'' at ``z_l``
+    (hidden layers) and phi', phi'' at the output. ``augmented``: each ``a_l`` is held as the
+    ``(n_l + 1, c)`` buffer ``[a_l; 1]`` (``acts[l]`` its view without the last row; the buffers
+    returned as a last item), the one copy a GEMM with ``[dW_l | db_l]`` needs."""
     sigma, phi = mlp.sigma, mlp.phi
-    L = len(layers)
-    acts, s1, s2 = [x.T], [None], [None]             # a_0 = x; s1/s2 of hidden layers 1..L-1; (n, c)
+    ones = x.new_ones(1, x.shape[0])
+    aug = [torch.cat([x.T, ones])] if augmented else None
+    acts, s1, s2 = [aug[0][:-1] if augmented else x.T], [None], [None]   # s1/s2 of hidden layers 1..L-1; (n, c)
     for w_l, b_l in layers[:-1]:
         z = torch.addmm(b_l[:, None], w_l, acts[-1])
         d1, d2 = sigma.derivatives(z)
-        acts.append(sigma.value(z))
+        a = sigma.value(z)
+        if augmented:
+            aug.append(torch.cat([a, ones]))
+            a = aug[-1][:-1]
+        acts.append(a)
         s1.append(d1)
         s2.append(d2)
     w_out, b_out = layers[-1]
     z_out = torch.addmm(b_out[:, None], w_out, acts[-1])[0]
     dphi, d2phi = phi.derivatives(z_out)
     kappa = phi.value(z_out) + mlp.shift
+    return (kappa, acts, s1, s2, dphi, d2phi) + ((aug,) if augmented else ())
+
+
+def _forward_backward(mlp: MLP, layers, x: torch.Tensor):
+    """:func:`_forward` and one backward pass: ``kappa, acts, s1, s2, delta, abar, dphi, d2phi``
+    with ``delta[l] = d kappa / d z_l`` and ``abar[l] = d kappa / d a_l``."""
+    kappa, acts, s1, s2, dphi, d2phi = _forward(mlp, layers, x)
+    L = len(layers)
     delta, abar = [None] * (L + 1), [None] * L       # backward
     delta[L] = dphi[None, :]
     for l in range(L - 1, 0, -1):
