@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from invfem.derivatives import symmetry_error
-from invfem.errors import NonFiniteError
+from invfem.errors import ConfigError, NonFiniteError
 from invfem.linalg.low_rank import LowRankHessian
 
 
@@ -91,3 +91,26 @@ def eigen_profiles(loss, theta: torch.Tensor, h: torch.Tensor, alphas) -> dict:
     return {"alphas": alphas.tolist(),
             "lambda_min": float(lam[0]), "f_min": loss_profile(loss, theta, vectors[:, 0], alphas).tolist(),
             "lambda_max": float(lam[-1]), "f_max": loss_profile(loss, theta, vectors[:, -1], alphas).tolist()}
+
+
+def definite_fraction(n: int, trials: int, seed: int = 0, batch: int = 20000) -> dict:
+    """Reference 002's Eq. 13: how often a random symmetric ``n x n`` matrix with independent
+    N(0, 1) components (the upper triangle and diagonal drawn, mirrored) has eigenvalues of one
+    sign. Returns ``{"n", "trials", "positive", "negative", "fraction"}`` (counts of all-positive
+    and all-negative spectra, and their share of ``trials``), reproducible from ``seed``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a whole number >= 1, got {n!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"trials must be a whole number >= 1, got {trials!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    positive = negative = done = 0
+    while done < trials:
+        m = min(int(batch), trials - done)
+        a = torch.randn(m, n, n, generator=gen, dtype=torch.float64).triu()
+        a = a + a.triu(1).transpose(1, 2)                              # mirror the strict upper triangle
+        ev = torch.linalg.eigvalsh(a)
+        positive += int((ev[:, 0] > 0).sum())
+        negative += int((ev[:, -1] < 0).sum())
+        done += m
+    return {"n": n, "trials": trials, "positive": positive, "negative": negative,
+            "fraction": (positive + negative) / trials}

@@ -1,0 +1,212 @@
+"""invfem.pinn: collocation, input derivatives, distance construction and PINN losses (issue 20)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.func import hessian as func_hessian
+from torch.func import jacrev, vmap
+
+from invfem.derivatives import hessian, symmetry_error, taylor_test
+from invfem.errors import ConfigError
+from invfem.experiment.run import load_problem
+from invfem.nn import MLP
+from invfem.optim import minimize
+from invfem.pinn import (BoxDistance, PinnField, face_points, latin_hypercube, network_jet, space_time_points)
+
+
+def _strata_filled(values, low, high):
+    """Each of the n equal strata of [low, high] holds exactly one of the n values."""
+    n = values.shape[0]
+    k = np.floor((np.asarray(values) - low) / (high - low) * n).astype(int)
+    return sorted(np.clip(k, 0, n - 1).tolist()) == list(range(n))
+
+
+def test_latin_hypercube_has_one_point_per_stratum_in_every_coordinate():
+    x = latin_hypercube(64, [0.0, -1.0, 2.0], [1.0, 1.0, 7.0], seed=3)
+    assert x.shape == (64, 3) and x.dtype == torch.float64
+    for i, (low, high) in enumerate([(0, 1), (-1, 1), (2, 7)]):
+        assert _strata_filled(x[:, i], low, high)
+    assert torch.equal(x, latin_hypercube(64, [0.0, -1.0, 2.0], [1.0, 1.0, 7.0], seed=3))     # reproducible
+    assert not torch.equal(x, latin_hypercube(64, [0.0, -1.0, 2.0], [1.0, 1.0, 7.0], seed=4))
+    rng = np.random.default_rng(0)
+    plain = rng.random((64, 1))                       # a plain uniform sample does not fill every stratum
+    assert not _strata_filled(plain[:, 0], 0, 1)
+    with pytest.raises(ConfigError, match="lower < upper"):
+        latin_hypercube(4, [1.0], [0.0])
+
+
+def test_space_time_points_have_the_asked_boundary_fraction_on_the_faces():
+    pts = space_time_points(1000, [0.0, 0.0], [1.0, 1.0], 5.0, boundary_fraction=0.2, initial_share=0.5, seed=0)
+    assert pts.n_points == 1000
+    assert pts.boundary.shape[0] + pts.initial.shape[0] == 200 and pts.initial.shape[0] == 100
+    assert torch.all(pts.initial[:, 2] == 0)
+    inside = pts.interior
+    assert torch.all((inside[:, :2] > 0) & (inside[:, :2] < 1)) and torch.all((inside[:, 2] > 0) & (inside[:, 2] < 5))
+    for k, (c, s) in enumerate(pts.faces):                       # every boundary point on its face
+        on = pts.boundary[pts.face == k]
+        assert on.shape[0] == 25 and torch.all(on[:, c] == float(s))
+        assert _strata_filled(on[:, 2], 0.0, 5.0)                # LHS within the face, in time
+    for i, (low, high) in enumerate([(0, 1), (0, 1), (0, 5)]):
+        assert _strata_filled(inside[:, i], low, high)
+    points, which = face_points(10, [0, 0], [2, 1], [(0, 0), (1, 1)])     # faces of measure 1 and 2
+    assert (which == 0).sum() == 3 and (which == 1).sum() == 7 and torch.all(points[which == 1, 1] == 1)
+
+
+@pytest.mark.parametrize("activation,positivity", [("tanh", None), ("sin", None), ("tanh", "softplus")])
+def test_network_jet_equals_autograd_in_the_inputs(activation, positivity):
+    mlp = MLP([3, 5, 4, 1], activation=activation, positivity=positivity, shift=0.25)
+    theta = mlp.init(1) + 0.1 * torch.randn(mlp.n_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.rand(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    jet = network_jet(mlp, theta, x, (0, 1, 2), (0, 2))
+    u = lambda p: mlp(theta, p[None])[0]
+    torch.testing.assert_close(jet.value, mlp(theta, x), rtol=0, atol=1e-15)
+    torch.testing.assert_close(jet.grad, vmap(jacrev(u))(x).T, rtol=0, atol=1e-14)
+    h = vmap(func_hessian(u))(x)
+    torch.testing.assert_close(jet.second, torch.stack([h[:, 0, 0], h[:, 2, 2]]), rtol=0, atol=1e-14)
+    with pytest.raises(ConfigError, match="need their first derivatives"):
+        network_jet(mlp, theta, x, (0,), (1,))
+
+
+def test_the_laplacian_of_a_one_neuron_tanh_network_is_its_formula():
+    mlp = MLP([2, 1, 1])                        # u = c tanh(w . x + b) + d
+    w, b, c, d = torch.tensor([0.7, -1.3]), 0.2, 1.5, -0.4
+    theta = torch.tensor([w[0], w[1], b, c, d], dtype=torch.float64)
+    x = torch.rand(9, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    jet = network_jet(mlp, theta, x, (0, 1), (0, 1))
+    t = torch.tanh(x @ w.double() + b)
+    expected = c * (-2 * t * (1 - t ** 2)) * float(w.double().square().sum())     # c sigma''(z) |w|^2
+    torch.testing.assert_close(jet.laplacian(), expected, rtol=0, atol=1e-15)
+    torch.testing.assert_close(jet.d(1), c * (1 - t ** 2) * float(w[1]), rtol=0, atol=1e-15)
+
+
+def test_the_distance_construction_vanishes_on_the_boundary_to_round_off():
+    mlp = MLP([2, 6, 6, 1], activation="sin", omega=3.0, output_bias=False)
+    field = PinnField(mlp, BoxDistance([-1.0, 0.0], [1.0, 2.0]))
+    theta = mlp.init(0)
+    edge, _ = face_points(200, [-1.0, 0.0], [1.0, 2.0], [(0, 0), (0, 1), (1, 0), (1, 1)], seed=1)
+    assert float(field(theta, edge).abs().max()) < 1e-15
+    inside = latin_hypercube(50, [-1.0, 0.0], [1.0, 2.0], seed=2)
+    assert float(field(theta, inside).abs().min()) > 0
+    jet = field.jet(theta, inside, (0, 1), (0, 1))                     # product rule against autograd
+    u = lambda p: field(theta, p[None])[0]
+    h = vmap(func_hessian(u))(inside)
+    torch.testing.assert_close(jet.laplacian(), h[:, 0, 0] + h[:, 1, 1], rtol=0, atol=1e-12)
+    basis = field.basis(theta, inside)                                # u = sum_k c_k (d phi_k)
+    c = theta[-mlp.widths[-2]:]
+    torch.testing.assert_close(basis.value @ c, field(theta, inside), rtol=0, atol=1e-14)
+    with pytest.raises(ConfigError, match="linear output layer"):
+        PinnField(MLP([2, 3, 1], positivity="softplus"), BoxDistance([0, 0], [1, 1]))
+
+
+# each PINN problem, tiny, with its loss written plainly: nested torch.func in x
+TINY = {
+    "pinn_heat": dict(n_points=40, widths=[3, 4, 4, 1], test_points=50, fem_n=4, fem_dt=0.25),
+    "pinn_elliptic_1d": dict(n_points=9, widths=[1, 4, 4, 1], test_points=11),
+    "pinn_diffusion_reaction": dict(n_grid=4, widths=[2, 4, 3, 1], test_grid=5),
+}
+
+
+def _plain_loss(name, problem):
+    mlp, info = problem.info["mlp"], problem.info
+    if name == "pinn_heat":
+        terms, lam, alpha = problem.loss.terms, info["lam"], info["alpha"]
+        interior, bc, ic = terms["pde"].points, terms["bc"].points, terms["ic"].points
+        hot, cold = terms["bc"]._g, terms["ic"]._g
+
+        def loss(theta):
+            u = lambda p: mlp(theta, p[None])[0]
+            h, g = vmap(func_hessian(u))(interior), vmap(jacrev(u))(interior)
+            r = g[:, 2] - alpha * (h[:, 0, 0] + h[:, 1, 1])
+            return ((1 - lam) * torch.mean(r ** 2) + lam * torch.mean((mlp(theta, bc) - hot) ** 2)
+                    + lam * torch.mean((mlp(theta, ic) - cold) ** 2))
+        return loss
+    points, f = info["points"], info["forcing"]
+    c = 0.0 if name == "pinn_elliptic_1d" else 1.0
+    lo, hi = (-1.0, 1.0) if name == "pinn_elliptic_1d" else (0.0, 1.0)
+
+    def loss(theta):
+        def u(p):
+            d = torch.prod((p - lo) * (hi - p) * 4.0 / (hi - lo) ** 2)
+            return d * mlp(theta, p[None])[0]
+        h = vmap(func_hessian(u))(points)
+        lap = torch.diagonal(h, dim1=1, dim2=2).sum(1)
+        return torch.mean((-lap + c * vmap(u)(points) - f) ** 2)
+    return loss
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_pinn_losses_have_exact_second_derivatives(name):
+    problem = load_problem(name, seed=0, **TINY[name])
+    gen = torch.Generator().manual_seed(5)
+    theta = problem.theta0 + 0.2 * torch.randn(problem.n_params, generator=gen, dtype=torch.float64)
+    plain = _plain_loss(name, problem)
+    assert abs(float(problem.loss(theta)) - float(plain(theta))) < 1e-12 * max(1.0, abs(float(plain(theta))))
+    h = hessian(problem.loss, theta)
+    reference = func_hessian(plain)(theta)
+    scale = float(reference.abs().max())
+    assert float((h - reference).abs().max()) < 1e-10 * max(1.0, scale)
+    assert symmetry_error(h) < 1e-12
+    result = taylor_test(problem.loss, theta, torch.randn(problem.n_params, generator=gen, dtype=torch.float64),
+                         h0=1e-2 if name != "pinn_elliptic_1d" else 1e-3)
+    first, second, third = result.rates[:, -1]                   # at the finest steps
+    assert first > 0.9 and second > 1.9 and third > 2.8, result.rates
+    r = problem.residual(theta)                                     # a sum of squares
+    assert abs(float(r @ r) - float(problem.loss(theta))) < 1e-12 * float(problem.loss(theta))
+
+
+def test_the_heat_problem_follows_the_reference_and_tests_against_the_fem_solution():
+    problem = load_problem("pinn_heat", seed=0, n_points=500, test_points=2000, fem_n=16, fem_dt=0.05)
+    assert problem.n_params == 2521                                 # the reference's count: five hidden layers of 24
+    pts = problem.info["points"]
+    assert pts.boundary.shape[0] + pts.initial.shape[0] == 100
+    hot = problem.loss.terms["bc"]._g
+    on_left_or_top = (pts.boundary[:, 0] == 0) | (pts.boundary[:, 1] == 1)
+    assert torch.equal(hot.bool(), on_left_or_top)                 # u = 1 on top and left, 0 on bottom and right
+    fem = problem.info["fem_at_test"]()
+    assert float(fem.min()) >= -1e-12 and float(fem.max()) <= 1 + 1e-12 and 0.2 < float(fem.mean()) < 0.8
+    xy = problem.info["test_points"]
+    near_left = fem[xy[:, 0] < 0.05].mean()
+    near_bottom = fem[xy[:, 1] < 0.05].mean()
+    assert near_left > 0.8 > 0.2 > near_bottom                      # the boundary data, seen inside at t = 1
+    error = problem.info["test_error"](problem.theta0)
+    assert error > 0.3                                              # an untrained network is far from it
+    with pytest.raises(ConfigError, match="lam must be in"):
+        load_problem("pinn_heat", lam=1.5)
+
+
+def test_the_unit_circle_has_a_minimum_and_a_maximum_both_stationary():
+    found = []
+    for start in (0.3, 3.0):
+        problem = load_problem("unit_circle", target=[2.0, 1.0], theta0=start)
+        result = minimize(problem.loss, problem.theta0, method="newton-exact", hess=lambda t: hessian(problem.loss, t),
+                          options={"maxiter": 50, "gtol": 1e-13})
+        second = float(hessian(problem.loss, result.x)[0, 0])
+        found.append((float(result.x[0]) % (2 * math.pi), second))
+    points = {p["kind"]: p for p in problem.info["stationary_points"]}
+    (near_min, h_min), (near_max, h_max) = found
+    assert abs(near_min - points["minimum"]["theta"] % (2 * math.pi)) < 1e-10 and h_min > 0
+    assert abs(near_max - points["maximum"]["theta"] % (2 * math.pi)) < 1e-10 and h_max < 0
+    assert abs(h_min - math.sqrt(5)) < 1e-10 and abs(h_max + math.sqrt(5)) < 1e-10          # +- |y|
+    with pytest.raises(ConfigError, match="not the origin"):
+        load_problem("unit_circle", target=[0.0, 0.0])
+
+
+def test_definite_fraction_counts_what_cholesky_certifies():
+    """Reference 002's Eq. 13 count against an independent criterion: a symmetric matrix is
+    positive definite iff its Cholesky factorization exists (negative: that of -A)."""
+    from invfem.diagnostics import definite_fraction
+    assert definite_fraction(1, 1000)["fraction"] == 1.0                     # a 1 x 1 matrix is always definite
+    result = definite_fraction(3, 4000, seed=7, batch=1000)
+    gen = torch.Generator().manual_seed(7)
+    positive = negative = 0
+    for _ in range(4):                                                     # the same matrices, batch by batch
+        a = torch.randn(1000, 3, 3, generator=gen, dtype=torch.float64).triu()
+        a = a + a.triu(1).transpose(1, 2)
+        assert torch.equal(a, a.transpose(1, 2))
+        positive += int((torch.linalg.cholesky_ex(a).info == 0).sum())
+        negative += int((torch.linalg.cholesky_ex(-a).info == 0).sum())
+    assert (result["positive"], result["negative"]) == (positive, negative)
+    assert 0 < result["fraction"] < 1
+    assert definite_fraction(20, 2000)["fraction"] < definite_fraction(4, 2000)["fraction"]
