@@ -13,6 +13,17 @@ def check_fraction(name: str, value: float, allow_zero: bool = True) -> None:
         raise ConfigError(f"{name} must be a fraction in {'[0' if allow_zero else '(0'}, 1], got {value!r}")
 
 
+def interval_bounds(name: str, value) -> tuple[float, float]:
+    """``[low, high]`` as two floats with ``low < high``, or a ConfigError naming ``name``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be [low, high], got {value!r}") from None
+    if not low < high:
+        raise ConfigError(f"{name} must have low < high, got {value!r}")
+    return low, high
+
+
 def noisy(values: torch.Tensor, level: float, rng: np.random.Generator) -> torch.Tensor:
     """``values * (1 + level * U(-1, 1))``: the relative uniform noise of reference 000."""
     if level < 0:

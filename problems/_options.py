@@ -19,7 +19,8 @@ from invfem.resources import BYTES_PER_POINT, check_memory
 from invfem.nn.mlp import ACTIVATIONS, POSITIVITY, check_widths
 
 
-def _number(name, value, low=None, strict=False, integer=False):
+def check_number(name, value, low=None, strict=False, integer=False):
+    """A finite number (an integer if ``integer``; ``> low`` or ``>= low``) or a ConfigError naming ``name``."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer:
         ok = float(value).is_integer()
@@ -91,7 +92,7 @@ class NetworkOptions:
         object.__setattr__(self, "widths", tuple(check_widths(self.widths)))
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("positivity", self.positivity, POSITIVITY)
-        object.__setattr__(self, "shift", _number("shift", self.shift))
+        object.__setattr__(self, "shift", check_number("shift", self.shift))
 
 
 @dataclass(frozen=True)
@@ -113,19 +114,19 @@ class SyntheticOptions:
     data_seed: int = 0
 
     def __post_init__(self):
-        _number("noise", self.noise, 0)
+        check_number("noise", self.noise, 0)
         _choice("noise_kind", self.noise_kind, ("relative", "gaussian"))
         if self.noise_kind == "gaussian" and self.noise == 0:
             raise ConfigError("noise must be > 0 for noise_kind gaussian (it is the misfit's sigma)")
         if self.at != "nodes":
-            _number("at", self.at, 1, integer=True)
+            check_number("at", self.at, 1, integer=True)
             check_memory(f"at: {self.at:.4g} synthetic points", float(self.at) * BYTES_PER_POINT)
         if not 0 < self.observed <= 1:
             raise ConfigError(f"observed must be a fraction in (0, 1], got {self.observed!r}")
-        _number("source_noise", self.source_noise, 0)
+        check_number("source_noise", self.source_noise, 0)
         if self.times != "all" and not isinstance(self.times, (list, tuple)):
-            _number("times", self.times, 1, integer=True)
-        _number("data_seed", self.data_seed, 0, integer=True)
+            check_number("times", self.times, 1, integer=True)
+        check_number("data_seed", self.data_seed, 0, integer=True)
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class FileOptions:
         if not Path(self.file).is_file():
             raise ConfigError(f"file: observation file not found: {self.file}")
         if self.sigma is not None:
-            _number("sigma", self.sigma, 0, strict=True)
+            check_number("sigma", self.sigma, 0, strict=True)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ class ExperimentOptions:
     name: str | None = None
 
     def __post_init__(self):
-        _number("weight", self.weight, 0, strict=True)
+        check_number("weight", self.weight, 0, strict=True)
         if self.name is not None and not isinstance(self.name, str):
             raise ConfigError(f"name must be a string, got {self.name!r}")
 
@@ -292,7 +293,7 @@ class CommonOptions:
         formula("source", self.source, variables)
         object.__setattr__(self, "dirichlet", dirichlet_spec(self.dirichlet, "dirichlet"))
         _choice("loss", self.loss, ("fem", "residual"))
-        object.__setattr__(self, "regularization", _number("regularization", self.regularization, 0))
+        object.__setattr__(self, "regularization", check_number("regularization", self.regularization, 0))
         _choice("backend", self.backend, ("auto", "superlu", "cholmod", "dense"))
 
 
@@ -315,8 +316,8 @@ class PoissonOptions(CommonOptions):
         self._check_common(("x", "y"))
         law_variables = ("u",) if self.coefficient_input == "u" else ("x", "y")
         self._check_data(law_variables, heat=False)
-        _number("newton_rtol", self.newton_rtol, 0, strict=True)
-        _number("newton_maxiter", self.newton_maxiter, 1, integer=True)
+        check_number("newton_rtol", self.newton_rtol, 0, strict=True)
+        check_number("newton_maxiter", self.newton_maxiter, 1, integer=True)
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,6 @@ class HeatOptions(CommonOptions):
         self._check_common(("x", "y", "t"))
         self._check_data(("x", "y"), heat=True)
         formula("u0", self.u0, ("x", "y"))
-        _number("dt", self.dt, 0, strict=True)
-        _number("n_steps", self.n_steps, 1, integer=True)
+        check_number("dt", self.dt, 0, strict=True)
+        check_number("n_steps", self.n_steps, 1, integer=True)
         _choice("scheme", self.scheme, ("backward-euler", "crank-nicolson"))

@@ -15,15 +15,6 @@ def count(name: str, value, low: int = 1) -> int:
     return value
 
 
-def number(name: str, value, positive: bool = False) -> float:
-    """A finite number (``> 0`` if ``positive``) or a ConfigError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    if positive and not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
-    return float(value)
-
-
 def network(widths, n_in: int, activation: str, omega: float, output_bias: bool) -> MLP:
     """The MLP of a PINN problem: ``widths`` from ``n_in`` inputs to one output."""
     widths = [int(w) for w in widths] if isinstance(widths, (list, tuple)) else widths

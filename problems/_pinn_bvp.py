@@ -39,7 +39,7 @@ def bvp_problem(name, seed, mlp, lower, upper, solution, variables, points, test
     field = PinnField(mlp, BoxDistance(lower, upper))
     term = EllipticResidual(points, kappa=kappa, c=c, f=forcing, dims=dims)
     loss = PinnLoss(field, {"pde": term})
-    f_values = forcing(points).detach()
+    f_values = term.forcing
     exact_test = u_star(test)
     n_outer = mlp.widths[-2]
 

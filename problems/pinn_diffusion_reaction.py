@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from invfem.problem import Problem
 
-from ._pinn import count, grid, network, number
+from ._common import interval_bounds
+from ._options import check_number
+from ._pinn import count, grid, network
 from ._pinn_bvp import bvp_problem
 
 
@@ -23,9 +25,9 @@ def make_problem(seed: int = 0, *, interval=(0.0, 1.0), c: float = 1.0, solution
                  n_grid: int = 21, widths=(2, 20, 20, 1), activation: str = "sin", omega: float = 3.0,
                  test_grid: int = 101, device=None) -> Problem:
     """The BVP above (``solution`` a formula in x, y vanishing on the boundary; f = -lap u* + c u*)."""
-    a, b = (number("interval[0]", interval[0]), number("interval[1]", interval[1]))
+    a, b = interval_bounds("interval", interval)
     mlp = network(widths, 2, activation, omega, output_bias=False)
     points = grid(a, b, count("n_grid", n_grid, 3), 2)
     test = grid(a, b, count("test_grid", test_grid, 2), 2)
     return bvp_problem("pinn_diffusion_reaction", seed, mlp, [a, a], [b, b], solution, ("x", "y"), points, test,
-                       kappa=1.0, c=number("c", c), device=device)
+                       kappa=1.0, c=check_number("c", c), device=device)

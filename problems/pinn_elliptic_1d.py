@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from invfem.problem import Problem
 
-from ._pinn import count, grid, network, number
+from ._common import interval_bounds
+from ._pinn import count, grid, network
 from ._pinn_bvp import bvp_problem
 
 
@@ -24,7 +25,7 @@ def make_problem(seed: int = 0, *, interval=(-1.0, 1.0), solution: str = "sin(pi
                  widths=(1, 10, 10, 1), activation: str = "sin", omega: float = 3.0, test_points: int = 1001,
                  device=None) -> Problem:
     """The BVP above (``solution`` a formula in x that vanishes at both ends; f = -u*'')."""
-    a, b = (number("interval[0]", interval[0]), number("interval[1]", interval[1]))
+    a, b = interval_bounds("interval", interval)
     mlp = network(widths, 1, activation, omega, output_bias=False)
     points = grid(a, b, count("n_points", n_points, 3), 1)
     test = grid(a, b, count("test_points", test_points, 2), 1)

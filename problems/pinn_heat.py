@@ -29,7 +29,8 @@ from invfem.fem.space import FunctionSpace
 from invfem.pinn import HeatResidual, PinnField, PinnLoss, ValueTerm, latin_hypercube, space_time_points
 from invfem.problem import Problem
 
-from ._pinn import count, network, number, relative_error
+from ._options import check_number
+from ._pinn import count, network, relative_error
 
 REFERENCE_001_WIDTHS = (3, 24, 24, 24, 24, 24, 1)      # 2,521 parameters (the reference's count)
 HOT_FACES = {(0, 0), (1, 1)}                           # x = 0 (left) and y = 1 (top): u = 1
@@ -68,11 +69,13 @@ def make_problem(seed: int = 0, *, n_points: int = 10000, boundary_fraction: flo
                  test_time: float = 1.0, fem_n: int = 64, fem_dt: float = 0.005, data_seed: int = 0,
                  device=None) -> Problem:
     """The heat PINN above; ``seed`` initialises the network, ``data_seed`` draws the points."""
-    alpha, t_final = number("alpha", alpha, positive=True), number("t_final", t_final, positive=True)
-    lam = number("lam", lam)
+    alpha = check_number("alpha", alpha, low=0, strict=True)
+    t_final = check_number("t_final", t_final, low=0, strict=True)
+    lam = check_number("lam", lam)
     if not 0 <= lam <= 1:
         raise ConfigError(f"lam must be in [0, 1] (the loss is lam (f_BC + f_IC) + (1 - lam) f_PDE), got {lam!r}")
-    test_time = number("test_time", test_time)
+    test_time = check_number("test_time", test_time)
+    fem_n, fem_dt = count("fem_n", fem_n, 2), check_number("fem_dt", fem_dt, low=0, strict=True)
     if not 0 < test_time <= t_final:
         raise ConfigError(f"test_time must be in (0, t_final = {t_final}], got {test_time!r}")
     mlp = network(widths, 3, activation, 1.0, output_bias=True)
@@ -90,7 +93,7 @@ def make_problem(seed: int = 0, *, n_points: int = 10000, boundary_fraction: flo
 
     def fem_at_test():
         if "u" not in reference:
-            reference["u"] = on(fem_solution(alpha, test_time, count("fem_n", fem_n, 2), number("fem_dt", fem_dt, True))(test_xy))
+            reference["u"] = on(fem_solution(alpha, test_time, fem_n, fem_dt)(test_xy))
         return reference["u"]
 
     def test_error(theta):

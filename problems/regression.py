@@ -22,6 +22,8 @@ from invfem.nn import MLP
 from invfem.problem import Problem
 from invfem.structured import CoefficientLoss, Linearization
 
+from ._common import interval_bounds
+
 #: reference 001's targets by name (any formula in x is accepted too)
 TARGETS = {"linear": "5*x + 3", "quadratic": "(x - 0.5)^2", "exp": "exp(-x)", "sin": "sin(x - pi)",
            "sin5": "sin(5*x)", "sin10": "sin(10*x)"}
@@ -62,16 +64,6 @@ def target_function(target):
     return lambda x: formula(x=x)
 
 
-def _interval(name, value):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be [low, high], got {value!r}") from None
-    if not low < high:
-        raise ConfigError(f"{name} must have low < high, got {value!r}")
-    return low, high
-
-
 def fourier_features_map(n_features: int, sigma: float, seed: int):
     """x -> [cos(2 pi B x), sin(2 pi B x)] with B ~ N(0, sigma^2) fixed (``n_features`` frequencies,
     drawn with ``seed``): random Fourier features of a 1-D input, ``(n,) -> (n, 2 n_features)``."""
@@ -104,8 +96,8 @@ def make_problem(seed: int = 0, *, target="sin", n_points: int = 10000, interval
         raise ConfigError(f"sampling must be 'random' or 'grid', got {sampling!r}")
     if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
         raise ConfigError(f"n_points must be a positive integer, got {n_points!r}")
-    low, high = _interval("interval", interval)
-    t_low, t_high = _interval("test_interval", test_interval)
+    low, high = interval_bounds("interval", interval)
+    t_low, t_high = interval_bounds("test_interval", test_interval)
     widths = tuple(int(w) for w in widths)
     n_in = 2 * int(fourier_features) if fourier_features else 1
     if widths[0] != n_in or widths[-1] != 1:

@@ -74,6 +74,11 @@ class EllipticResidual:
         object.__setattr__(self, "_c", _field_at(self.c, self.points, "c"))
         object.__setattr__(self, "_f", _field_at(self.f, self.points, "f"))
 
+    @property
+    def forcing(self) -> torch.Tensor:
+        """``f`` at the points ``(n,)``, as evaluated once at construction."""
+        return self._f
+
     def __call__(self, field: PinnField, theta: torch.Tensor) -> torch.Tensor:
         jet = field.jet(theta, self.points, self.dims, self.dims)
         r = -self._kappa * jet.laplacian() + self._c * jet.value - self._f
