@@ -60,9 +60,11 @@ def bvp_problem(name, seed, mlp, lower, upper, solution, variables, points, test
         g = value_and_grad(loss, theta)[1]
         return float(g[:-n_outer].norm()), float(g[-n_outer:].norm())
 
-    return Problem(name=name, theta0=mlp.init(seed, device=device), loss=loss, residual=loss.residual,
+    return Problem(name=name, theta0=mlp.init(seed, device=device), loss=loss, residual=loss.residual, structure=loss,
                    kappa=lambda theta, p: field(theta, p), kappa_true=u_star,
                    info={"points": points, "test_points": test, "test_error": test_error, "mlp": mlp, "field": field,
                          "forcing": f_values, "exact": u_star, "orthogonality": orthogonality,
                          "gradient_split": gradient_split, "n_points": points.shape[0], "kappa_input": "x",
+                         "traces": {"test_error": test_error, "orthogonality": orthogonality,
+                                    "gradient_split": gradient_split},
                          "solution": solution})

@@ -101,8 +101,11 @@ def make_problem(seed: int = 0, *, n_points: int = 10000, boundary_fraction: flo
             return relative_error(field(theta, test_in), fem_at_test())
 
     return Problem(name="pinn_heat", theta0=mlp.init(seed, device=device), loss=loss, residual=loss.residual,
+                   structure=loss,
                    kappa=lambda theta, p: field(theta, p),
                    info={"points": pts, "test_points": test_in, "test_error": test_error, "fem_at_test": fem_at_test,
                          "fem_solution": lambda: fem_solution(alpha, test_time, fem_n, fem_dt), "mlp": mlp,
                          "field": field, "terms": loss.terms_values, "n_points": pts.n_points, "alpha": alpha,
-                         "lam": lam, "kappa_input": "x, y, t"})
+                         "lam": lam, "kappa_input": "x, y, t",
+                         "traces": {"test_error": test_error,
+                                    "terms": lambda theta: list(loss.terms_values(theta).values())}})

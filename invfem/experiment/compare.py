@@ -94,9 +94,11 @@ def finished_record(folder: Path, log=print, fingerprint: str | None = None) -> 
 class _Tracker:
     """The callback of a run: progress file, time limit, and diagnostics every K iterations."""
 
-    def __init__(self, problem, hessian, study: StudyConfig, folder: Path, diagnostics: list, pending, time_limit):
+    def __init__(self, problem, hessian, study: StudyConfig, folder: Path, diagnostics: list, pending, time_limit,
+                 traces: list | None = None):
         self.problem, self.hessian, self.study, self.folder = problem, hessian, study, folder
         self.diagnostics, self.pending, self.time_limit = diagnostics, pending, time_limit
+        self.traces = [] if traces is None else traces
         self.stopped_by_time = False
         self.reached_stop_loss = False
         self.discrepancy = DiscrepancyStop(problem, study.stop["discrepancy"]) if study.stop else None
@@ -120,6 +122,15 @@ class _Tracker:
         self.diagnostics.append(entry)
         self.pending = theta.detach().clone()
 
+    def trace(self, k: int, state_time: float, f: float, theta: torch.Tensor) -> None:
+        """The problem's cheap per-iterate numbers (``info["traces"]``: name -> ``theta ->`` a number
+        or a list of numbers, e.g. a test error, an orthogonality per basis function) at iteration k."""
+        entry = {"iter": k, "time": float(state_time), "f": float(f)}
+        for name, fn in (self.problem.info.get("traces") or {}).items():
+            value = fn(theta)
+            entry[name] = [float(v) for v in value] if isinstance(value, (list, tuple, torch.Tensor)) else float(value)
+        self.traces.append(entry)
+
     def angles(self, theta: torch.Tensor) -> None:
         """cos theta1/theta2 of the step from the pending point to ``theta``."""
         from invfem.diagnostics import step_angles
@@ -142,6 +153,9 @@ class _Tracker:
         every = self.study.diagnostics_every
         if every and k % every == 0:
             self.point(k, x)
+        if self.study.trace_every and k % self.study.trace_every == 0 and \
+                (not self.traces or self.traces[-1]["iter"] < k):
+            self.trace(k, state["time"], state["f"], x)
         if self.time_limit is not None and state["time"] >= self.time_limit:
             self.stopped_by_time = True
             return True
@@ -214,7 +228,7 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     from invfem.optim import Checkpoint
     from invfem.structured import hessian_path
 
-    resume, diagnostics, pending, resumed = None, [], None, []
+    resume, diagnostics, pending, resumed, traces = None, [], None, [], []
     notes = list(notes or [])
     checkpoint_path = folder / "checkpoint.pt"
     if checkpoint_path.is_file():
@@ -227,14 +241,14 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
                 notes.append(f"{checkpoint_path}: written for other settings; started afresh")
             else:
                 resume, diagnostics = saved["optimizer"], list(saved["diagnostics"])
-                pending = saved.get("pending")
+                pending, traces = saved.get("pending"), list(saved.get("traces", []))
                 state = resume.get("inner", resume)                 # a chain's: its current stage's
                 done = sum(int(d["nit"]) for d in resume.get("done", []))
                 resumed = list(saved.get("resumed", [])) + [{"iteration": done + int(state["iteration"]),
                                                               "exact": bool(state["exact"])}]
         except (CorruptRecord, KeyError, TypeError, ValueError, AttributeError) as exc:
             notes.append(f"{checkpoint_path}: {exc}; started afresh")
-            resume, diagnostics, pending, resumed = None, [], None, []
+            resume, diagnostics, pending, resumed, traces = None, [], None, [], []
     device = {} if study.device is None else {"device": study.device}
     options, auto = study.problem_options, auto_spec(study.problem_options)
     selection = None
@@ -249,13 +263,15 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
     else:
         check_dense_hessian(problem.n_params, "a study's diagnostics (spectra at the checkpoints and at the end)")
     tracker = _Tracker(problem, exact_hessian, study, folder, diagnostics,
-                       None if pending is None else torch.as_tensor(pending), spec.time_limit)
+                       None if pending is None else torch.as_tensor(pending), spec.time_limit, traces)
     if resume is None and study.diagnostics_every:
         tracker.point(0, problem.theta0)
+    if resume is None and study.trace_every:
+        tracker.trace(0, 0.0, float(problem.loss(problem.theta0)), problem.theta0)
 
     def save(state):
         save_torch(checkpoint_path, {"fingerprint": fingerprint, "optimizer": state, "diagnostics": tracker.diagnostics,
-                                     "pending": tracker.pending, "resumed": resumed})
+                                     "pending": tracker.pending, "resumed": resumed, "traces": tracker.traces})
 
     checkpoint = Checkpoint(save, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
     result = _train(problem, spec, problem.theta0, path, callback=tracker, checkpoint=checkpoint,
@@ -274,6 +290,10 @@ def _attempt(study: StudyConfig, study_dict: dict, spec, folder: Path, fingerpri
               "gnorm": float(result.optimality), "nit": int(result.nit), "nfev": int(result.nfev),
               "njev": int(result.njev), "nhev": int(result.nhev), "wall_time": float(result.history[-1]["time"]),
               "resumed": resumed, "notes": notes, "history": result.history}
+    if study.trace_every:
+        if not tracker.traces or tracker.traces[-1]["iter"] < int(result.nit):
+            tracker.trace(int(result.nit), result.history[-1]["time"], float(result.fun), result.x)
+        record["traces"] = tracker.traces
     if tracker.discrepancy is not None:
         record["discrepancy"] = tracker.discrepancy.summary()
     if selection is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -174,13 +175,23 @@ def _legend(ax, colors, labels):
     ax.legend([Line2D([], [], color=colors[k]) for k in labels], labels, fontsize=8)
 
 
+#: losses are drawn within [LOSS_FLOOR, LOSS_CEILING]: a diverging run's 1e280 (or inf) would
+#: otherwise overflow a log axis's ticks; it shows as a line along the top
+LOSS_FLOOR, LOSS_CEILING = 1e-300, 1e100
+
+
+def plotted_losses(history: list) -> list[float]:
+    """The losses of a history clipped into [LOSS_FLOOR, LOSS_CEILING] (NaN: a gap in the line)."""
+    return [min(max(h["f"], LOSS_FLOOR), LOSS_CEILING) if not math.isnan(h["f"]) else math.nan for h in history]
+
+
 def _figures(output: Path, study: dict, records: list[dict]) -> list[str]:
     colors, names = _colors(study), []
     labels = [m["label"] for m in study["methods"] if any(r["label"] == m["label"] for r in records)]
     fig = _figure()
     ax = fig.add_subplot()
     for r in records:
-        ax.semilogy([h["iter"] for h in r["history"]], [max(h["f"], 1e-300) for h in r["history"]],
+        ax.semilogy([h["iter"] for h in r["history"]], plotted_losses(r["history"]),
                     color=colors[r["label"]], lw=0.9, alpha=0.8)
     ax.set(xlabel="iteration", ylabel="loss", title=study["problem"])
     _legend(ax, colors, labels)
@@ -188,7 +199,7 @@ def _figures(output: Path, study: dict, records: list[dict]) -> list[str]:
     fig = _figure()
     ax = fig.add_subplot()
     for r in records:
-        ax.loglog([max(h["time"], 1e-3) for h in r["history"]], [max(h["f"], 1e-300) for h in r["history"]],
+        ax.loglog([max(h["time"], 1e-3) for h in r["history"]], plotted_losses(r["history"]),
                   color=colors[r["label"]], lw=0.9, alpha=0.8)
     ax.axhline(study["loss_threshold"], color="0.5", ls=":", lw=0.8)
     ax.set(xlabel="wall time (s)", ylabel="loss", title=study["problem"])

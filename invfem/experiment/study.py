@@ -58,7 +58,10 @@ class StudyConfig:
     ``maxiter``, ``time_limit``: the default budget of every run; ``checkpoint_every``
     (iterations) and ``checkpoint_seconds``: how often a run saves its state;
     ``diagnostics_every``: every so many iterations the exact Hessian's spectrum, the step
-    angles, kappa's error and the saturation are recorded (0: only at the end); ``stop``:
+    angles, kappa's error and the saturation are recorded (0: only at the end); ``trace_every``:
+    every so many iterations the problem's cheap ``info["traces"]`` (a PINN's test error,
+    orthogonality and gradient split) with the loss and wall time, in the record's ``traces``
+    (0: none); ``stop``:
     ``discrepancy`` or ``{discrepancy: tau}`` ends each run at the data's discrepancy level
     (:mod:`invfem.experiment.stopping`); ``stop_loss``:
     a run stops once its loss is at or below it (reference 001: 1e-6); ``eps``: the
@@ -79,6 +82,7 @@ class StudyConfig:
     checkpoint_every: int = 50
     checkpoint_seconds: float = 60.0
     diagnostics_every: int = 100
+    trace_every: int = 0
     eps: float = 1e-6
     loss_threshold: float = 1e-6
     stop_loss: float | None = None
@@ -101,7 +105,8 @@ class StudyConfig:
         if not isinstance(self.problem_options, dict):
             raise ConfigError(f"problem_options must be a mapping, got {self.problem_options!r}")
         object.__setattr__(self, "seeds", check_seeds(self.seeds))
-        for name, low in (("maxiter", 1), ("checkpoint_every", 1), ("diagnostics_every", 0), ("workers", 1)):
+        for name, low in (("maxiter", 1), ("checkpoint_every", 1), ("diagnostics_every", 0), ("trace_every", 0),
+                          ("workers", 1)):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -250,11 +255,17 @@ def select_methods(study: StudyConfig, labels) -> StudyConfig:
     return replace(study, methods=tuple(m for m in study.methods if m.label in labels))
 
 
+#: keys of a variant that are study settings, not problem options
+VARIANT_STUDY_KEYS = ("problem", "maxiter", "time_limit", "seeds")
+
+
 def load_studies(path, **overrides) -> list[tuple[str | None, StudyConfig]]:
     """The studies of a YAML file: one ``(None, study)``, or with ``variants:`` (a mapping of
     name -> problem options merged over ``problem_options``) one ``(name, study)`` per variant,
-    each writing to ``OUTPUT/<name>`` — e.g. one target per variant for reference 001. Every
-    variant is checked before any runs."""
+    each writing to ``OUTPUT/<name>`` — e.g. one target per variant for reference 001. A
+    variant's keys in :data:`VARIANT_STUDY_KEYS` set those study settings for it instead (another
+    ``problem``, whose options then start from ``problem_options`` all the same; its own
+    ``maxiter``, ``time_limit`` or ``seeds``). Every variant is checked before any runs."""
     path = Path(path)
     data = read_yaml(path)
     variants = data.pop("variants", None)
@@ -269,8 +280,10 @@ def load_studies(path, **overrides) -> list[tuple[str | None, StudyConfig]]:
     for name, options in variants.items():
         if not isinstance(name, str) or not name or any(c in name for c in "/\\ ") or name.startswith("."):
             raise ConfigError(f"{path}: variant name {name!r} must be a non-empty name without spaces or slashes")
+        options = dict(options)
+        own = {key: options.pop(key) for key in VARIANT_STUDY_KEYS if key in options}
         try:
-            study = load_study(path, _data={**data, "problem_options": {**base, **options}},
+            study = load_study(path, _data={**data, **own, "problem_options": {**base, **options}},
                                **{**overrides, "output": str(Path(output) / name)})
         except ConfigError as exc:
             raise ConfigError(f"variants[{name}]: {exc}") from None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from invfem.errors import ConfigError, ShapeError
+from invfem.pinn.curvature import DEFAULT_CHUNK, LinearForm, PinnCurvature, supports_curvature
 from invfem.pinn.fields import PinnField
 
 
@@ -86,6 +87,17 @@ class EllipticResidual:
             r = r - (self._grad_kappa * jet.grad).sum(0)
         return r
 
+    def linear_form(self, weight: float) -> LinearForm:
+        """This term as a :class:`~invfem.pinn.curvature.LinearForm`: channels value, ``grad`` in
+        ``dims`` and the Laplacian, coefficients ``c``, ``-grad kappa`` and ``-kappa``."""
+        k, d = len(self.dims), self.points.shape[1]
+        coef = self.points.new_zeros(k + 2, self.points.shape[0])
+        coef[0], coef[-1] = self._c, -self._kappa
+        if self._grad_kappa is not None:
+            coef[1:1 + k] = -self._grad_kappa
+        return LinearForm(self.points, self.dims, self.points.new_ones(k), self.points.new_zeros(d), coef,
+                          self._f, weight)
+
     def operator_on(self, jet) -> torch.Tensor:
         """``-div(kappa grad v) + c v`` of any jet ``v`` at these points (basis ``(n, w)`` too)."""
         grow = (lambda t: t.reshape(t.shape + (1,) * (jet.value.ndim - 1)))
@@ -119,6 +131,27 @@ class HeatResidual:
         return r
 
 
+    def linear_form(self, weight: float) -> LinearForm:
+        """This term as a :class:`~invfem.pinn.curvature.LinearForm`. A constant ``alpha`` folds
+        ``u_t - alpha Laplacian u`` into the operator channel (channels value, ``grad`` in ``dims``,
+        h: four in 2-D); a varying one keeps ``u_t`` and the Laplacian apart."""
+        k, d, q = len(self.dims), self.points.shape[1], self.points.shape[0]
+        if self._grad_alpha is None and not callable(self.alpha):
+            gamma = self.points.new_zeros(d)
+            gamma[self.time] = 1.0
+            coef = self.points.new_zeros(k + 2, q)
+            coef[-1] = 1.0
+            beta = self.points.new_full((k,), -float(self.alpha))
+            return LinearForm(self.points, self.dims, beta, gamma, coef, self._f, weight)
+        first = self.dims + (self.time,)
+        coef = self.points.new_zeros(k + 3, q)
+        coef[1:1 + k] = -self._grad_alpha
+        coef[1 + k] = 1.0
+        coef[-1] = -self._alpha
+        beta = torch.cat([self.points.new_ones(k), self.points.new_zeros(1)])
+        return LinearForm(self.points, first, beta, self.points.new_zeros(d), coef, self._f, weight)
+
+
 @dataclass(frozen=True, eq=False)
 class ValueTerm:
     """``u - g`` at ``points`` (Dirichlet or initial values ``g``: a number, a function of the
@@ -140,6 +173,10 @@ class ValueTerm:
     def __call__(self, field: PinnField, theta: torch.Tensor) -> torch.Tensor:
         return field(theta, self.points) - self._g
 
+    def linear_form(self, weight: float) -> LinearForm:
+        """This term as a :class:`~invfem.pinn.curvature.LinearForm` (the value channel only)."""
+        return LinearForm(self.points, (), None, None, self.points.new_ones(1, self.points.shape[0]), self._g, weight)
+
 
 class PinnLoss:
     """``sum_i w_i mean r_i(theta)^2`` over the terms (module docstring): callable on theta,
@@ -160,6 +197,34 @@ class PinnLoss:
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         return sum(w * torch.mean(self.terms[name](self.field, theta) ** 2) for name, w in self.weights.items())
+
+    def forms(self) -> list:
+        """Every term as a :class:`~invfem.pinn.curvature.LinearForm` (None for a term that has none)."""
+        out = []
+        for name, w in self.weights.items():
+            term = self.terms[name]
+            n = term.points.shape[0]
+            out.append(term.linear_form(w / n) if hasattr(term, "linear_form") else None)
+        return out
+
+    @property
+    def supported(self) -> bool:
+        """Whether the closed-form curvature applies (:func:`~invfem.pinn.curvature.supports_curvature`)."""
+        return supports_curvature(self.field, self.forms())
+
+    has_operator = True
+
+    def curvature(self, theta: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> PinnCurvature:
+        """The closed-form state at ``theta``: ``value``, ``gradient()``, ``apply(V)``, ``hessian()``."""
+        return PinnCurvature(self.field, self.forms(), theta, chunk)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """The exact ``(P, P)`` Hessian in closed form (products with the identity, in blocks)."""
+        return self.curvature(theta).hessian()
+
+    def hessian_operator(self, theta: torch.Tensor):
+        """``V -> H V`` (vector or ``(P, k)`` block) at ``theta`` by the closed-form R-operator."""
+        return self.curvature(theta).apply
 
     def residual(self, theta: torch.Tensor) -> torch.Tensor:
         """The rows ``(w_i / n_i)^1/2 r_i``: ``loss(theta) == ||residual(theta)||^2``."""

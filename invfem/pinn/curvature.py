@@ -1,0 +1,490 @@
+"""Closed-form gradient and Hessian-vector products of a PINN loss (no autograd in theta).
+
+Every PINN term of :mod:`invfem.pinn.losses` is linear in the network's input jet at its points:
+``r_q = sum_c a_qc y_qc - f_q``, the channels ``y`` being the value, the first derivatives in
+``first`` and one operator channel ``h = sum_i beta_i d_ii u + sum_j gamma_j d_j u`` (the
+Laplacian for an elliptic term, ``d_t - alpha Laplacian`` folded into one channel for the heat
+equation with a constant ``alpha``). A :class:`LinearForm` says which. The jet of the network,
+channels ``(v, d_1..d_k, h)`` at every neuron, moves through a layer as
+
+    z^c = W a^c (+ b for the value),     v' = s(z^0),   d_i' = s'(z^0) z^i,
+    h' = s'(z^0) z^h + s''(z^0) sum_i beta_i (z^i)^2,
+
+so the loss ``sum_q w r_q^2`` is a layered function of theta with a pointwise map coupling the
+channels of one neuron. Its gradient is one backward pass; its Hessian-vector product is the
+R-operator (Pearlmutter 1994): the forward tangent of the jet along ``V`` and the tangent of the
+backward pass, which adds the map's second derivatives weighted by the adjoint (``K z'``; they
+need ``s'''`` and ``s''''``, taken by forward-mode AD of the activation's own derivatives).
+Everything is GEMMs over all points and channels at once with ``k`` directions batched, about
+``12 C Q P`` flops per direction (``C`` channels, ``Q`` points, ``P`` parameters) against the
+gradient's ``6 C Q P``. The full Hessian comes from the channel-wise HBP recursion instead
+(:meth:`_Chunk.hessian_blocks`: per-point ``(n C)^2`` curvature, one GEMM per layer pair with the
+channels and points inner), or as the product with the identity (:meth:`PinnCurvature.hessian_products`).
+
+The distance construction (``u = d(x) N(x)``) is linear in the network's jet with per-point
+coefficients, so it only changes ``a`` (:func:`network_coefficients`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from invfem.errors import ConfigError
+from invfem.nn.mlp import MLP, POSITIVITY
+
+DEFAULT_CHUNK = 2048        # points per chunk of the state
+BLOCK_ENTRIES = 1 << 18     # the full Hessian's products take as many directions as keep one tangent
+                            # (directions x width x channels x chunk points) near this size: the passes are
+                            # bound by memory traffic, not flops (pinn_heat, 2048-point chunks: one direction
+                            # 46 ms, blocks of 8-32 directions 80-190 ms per direction)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearForm:
+    """A PINN term as a linear function of the input jet at its points.
+
+    ``points (q, d)``; ``first``: the coordinates of the first-derivative channels; ``beta (k,)``:
+    the weights of the pure second derivatives (in the coordinates ``first``) in the operator
+    channel, ``gamma (d,)`` its first-order weights (None: no operator channel); ``coef (C, q)``
+    the residual's coefficients of the channels ``(value, first..., h)``; ``f (q,)``; ``weight``:
+    the term is ``weight * sum_q r_q^2``.
+    """
+
+    points: torch.Tensor
+    first: tuple
+    beta: torch.Tensor | None
+    gamma: torch.Tensor | None
+    coef: torch.Tensor
+    f: torch.Tensor
+    weight: float
+
+    @property
+    def has_h(self) -> bool:
+        return self.gamma is not None
+
+    @property
+    def n_channels(self) -> int:
+        return 1 + len(self.first) + int(self.has_h)
+
+
+def network_coefficients(distance, form: LinearForm) -> torch.Tensor:
+    """The coefficients ``(C, q)`` of the NETWORK's channels for ``u = d N`` (``distance`` a
+    :class:`~invfem.pinn.fields.BoxDistance`, or None: ``u = N``), from the form's coefficients
+    of u's channels (the transpose of the per-point map from N's jet to u's jet)."""
+    if distance is None:
+        return form.coef
+    k, x, a = len(form.first), form.points, form.coef
+    extra = [] if not form.has_h else [int(j) for j in torch.nonzero(form.gamma).flatten() if int(j) not in form.first]
+    second = [] if not form.has_h else [i for i, b in zip(form.first, form.beta.tolist()) if b != 0]
+    d = distance.jet(x, tuple(form.first) + tuple(extra), tuple(second))
+    out = torch.empty_like(a)
+    out[0] = d.value * a[0]
+    for i in range(k):
+        out[0] = out[0] + d.grad[i] * a[1 + i]
+        out[1 + i] = d.value * a[1 + i]
+    if form.has_h:
+        h = a[-1]
+        hd = sum(float(form.beta[form.first.index(i)]) * d.dd(i) for i in second) if second else torch.zeros_like(h)
+        for j in torch.nonzero(form.gamma).flatten().tolist():
+            hd = hd + float(form.gamma[j]) * d.d(j)
+        out[0] = out[0] + hd * h
+        for i in range(k):
+            out[1 + i] = out[1 + i] + 2 * form.beta[i] * d.grad[i] * h
+        out[-1] = d.value * h
+    return out
+
+
+def _higher_derivatives(sigma, z: torch.Tensor):
+    """``s, s', s'', s''', s''''`` of an activation at ``z``: the closed-form first two, the
+    next two by forward-mode AD of them (entrywise, exact)."""
+    s1, s2 = sigma.derivatives(z)
+    ones = torch.ones_like(z)
+    third = lambda u: torch.func.jvp(lambda t: sigma.derivatives(t)[1], (u,), (ones,))[1]
+    s3, s4 = torch.func.jvp(third, (z,), (ones,))
+    return sigma.value(z), s1, s2, s3, s4
+
+
+class _Chunk:
+    """The primal state of one term's chunk of points at one theta: the jet forward, the
+    residual, the adjoint backward and the pointwise map's derivatives per hidden layer."""
+
+    def __init__(self, mlp, layers, form: LinearForm, coef: torch.Tensor, sl: slice):
+        x, first = form.points[sl], form.first
+        q, d, C, k = x.shape[0], x.shape[1], form.n_channels, len(first)
+        self.C, self.k, self.q, self.has_h = C, k, q, form.has_h
+        self.layers, self.n_layers = layers, len(layers)
+        self.beta = None if not form.has_h else form.beta.to(x)
+        a0 = x.new_zeros(d, C, q)
+        a0[:, 0] = x.T
+        for i, dim in enumerate(first):
+            a0[dim, 1 + i] = 1.0
+        if form.has_h:
+            a0[:, -1] = form.gamma.to(x)[:, None]
+        self.acts, self.maps = [a0], []
+        z = None
+        for l, (w, b) in enumerate(layers):
+            z = (w @ self.acts[-1].reshape(w.shape[1], -1)).reshape(w.shape[0], C, q)
+            z[:, 0] += b[:, None]
+            if l < self.n_layers - 1:
+                self.maps.append(self._map(mlp.sigma, z))
+                self.acts.append(self.maps[-1].pop("a"))
+        y = z[0].clone()
+        y[0] += mlp.shift
+        self.coef = coef[:, sl]
+        self.r = (self.coef * y).sum(0) - form.f[sl]
+        self.weight = form.weight
+        seed = (2 * form.weight * self.r) * self.coef
+        self.value = form.weight * float((self.r * self.r).sum())
+        # backward: delta[l] = d loss / d z_l (n_l, C, q); the maps get their adjoint-weighted K
+        self.delta = [None] * self.n_layers
+        delta = seed[None]
+        for l in range(self.n_layers - 1, -1, -1):
+            self.delta[l] = delta
+            if l == 0:
+                break
+            abar = (layers[l][0].T @ delta.reshape(delta.shape[0], -1)).reshape(-1, C, q)
+            self._weight_map(self.maps[l - 1], abar)
+            delta = self._jac_t(self.maps[l - 1], abar)
+
+    # -- the pointwise jet map of one hidden layer ---------------------------------------------
+    def _map(self, sigma, z):
+        s0, s1, s2, s3, s4 = _higher_derivatives(sigma, z[:, 0])
+        k, m = self.k, {"s1": s1, "s2": s2, "s3": s3, "s4": s4}
+        a = torch.empty_like(z)
+        a[:, 0] = s0
+        zi = z[:, 1:1 + k]                                          # (n, k, q)
+        a[:, 1:1 + k] = s1[:, None] * zi
+        m["zi"] = zi
+        m["j_i0"] = s2[:, None] * zi                                # d d_i' / d z0
+        if self.has_h:
+            beta = self.beta[None, :, None]
+            bsum = (beta * zi * zi).sum(1)                          # sum_i beta_i z_i^2
+            zh = z[:, -1]
+            a[:, -1] = s1 * zh + s2 * bsum
+            m["j_h0"] = s2 * zh + s3 * bsum                         # d h' / d z0
+            m["j_hi"] = 2 * s2[:, None] * beta * zi                 # d h' / d z_i
+            m["zh"], m["bsum"] = zh, bsum
+        m["a"] = a
+        return m
+
+    def _jac(self, m, zd):
+        """The map's Jacobian times tangents ``zd (..., n, C, q)``."""
+        k = self.k
+        out = torch.empty_like(zd)
+        z0 = zd[..., :, 0, :]
+        out[..., :, 0, :] = m["s1"] * z0
+        out[..., :, 1:1 + k, :] = m["j_i0"] * z0.unsqueeze(-2) + m["s1"][:, None] * zd[..., :, 1:1 + k, :]
+        if self.has_h:
+            out[..., :, -1, :] = (m["j_h0"] * z0 + (m["j_hi"] * zd[..., :, 1:1 + k, :]).sum(-2)
+                                  + m["s1"] * zd[..., :, -1, :])
+        return out
+
+    def _jac_t(self, m, ab):
+        """The transposed Jacobian times adjoints ``ab (..., n, C, q)``."""
+        k = self.k
+        out = torch.empty_like(ab)
+        ai = ab[..., :, 1:1 + k, :]
+        out0 = m["s1"] * ab[..., :, 0, :] + (m["j_i0"] * ai).sum(-2)
+        out_i = m["s1"][:, None] * ai
+        if self.has_h:
+            ah = ab[..., :, -1, :]
+            out0 = out0 + m["j_h0"] * ah
+            out_i = out_i + m["j_hi"] * ah.unsqueeze(-2)
+            out[..., :, -1, :] = m["s1"] * ah
+        out[..., :, 0, :] = out0
+        out[..., :, 1:1 + k, :] = out_i
+        return out
+
+    def _weight_map(self, m, ab):
+        """The map's second derivatives weighted by the adjoint ``ab`` (n, C, q): ``K`` blocks."""
+        k = self.k
+        av, ai = ab[:, 0], ab[:, 1:1 + k]
+        m["k00"] = av * m["s2"] + (ai * m["zi"]).sum(1) * m["s3"]
+        m["k0i"] = ai * m["s2"][:, None]
+        if self.has_h:
+            ah = ab[:, -1]
+            m["k00"] = m["k00"] + ah * (m["s3"] * m["zh"] + m["s4"] * m["bsum"])
+            m["k0i"] = m["k0i"] + 2 * (ah * m["s3"])[:, None] * self.beta[None, :, None] * m["zi"]
+            m["k0h"] = ah * m["s2"]
+            m["kii"] = 2 * (ah * m["s2"])[:, None] * self.beta[None, :, None]
+        for name in ("zh", "bsum", "s2", "s3", "s4"):
+            m.pop(name, None)
+
+    def _k_times(self, m, zd):
+        k = self.k
+        out = torch.empty_like(zd)
+        z0, zi = zd[..., :, 0, :], zd[..., :, 1:1 + k, :]
+        out0 = m["k00"] * z0 + (m["k0i"] * zi).sum(-2)
+        out_i = m["k0i"] * z0.unsqueeze(-2)
+        if self.has_h:
+            out0 = out0 + m["k0h"] * zd[..., :, -1, :]
+            out_i = out_i + m["kii"] * zi
+            out[..., :, -1, :] = m["k0h"] * z0
+        out[..., :, 0, :] = out0
+        out[..., :, 1:1 + k, :] = out_i
+        return out
+
+    def _dense(self, m):
+        """The map's Jacobian ``J[n, out, in, q]`` and adjoint-weighted second derivatives
+        ``K[n, c, d, q]`` as dense per-neuron ``C x C`` blocks (for the full Hessian)."""
+        C, k = self.C, self.k
+        n, q = m["s1"].shape
+        jac = m["s1"].new_zeros(n, C, C, q)
+        kk = m["s1"].new_zeros(n, C, C, q)
+        idx = torch.arange(C)
+        jac[:, idx, idx] = m["s1"][:, None]
+        jac[:, 1:1 + k, 0] = m["j_i0"]
+        kk[:, 0, 0] = m["k00"]
+        kk[:, 0, 1:1 + k] = kk[:, 1:1 + k, 0] = m["k0i"]
+        if self.has_h:
+            jac[:, -1, 0] = m["j_h0"]
+            jac[:, -1, 1:1 + k] = m["j_hi"]
+            kk[:, 0, -1] = kk[:, -1, 0] = m["k0h"]
+            kk[:, 1 + torch.arange(k), 1 + torch.arange(k)] = m["kii"]
+        return jac, kk
+
+    def hessian_blocks(self, blocks: dict, diag: dict, cross: dict, sub: int) -> None:
+        """Add this chunk's Hessian blocks ``(W~_l, W~_m)``, ``l <= m``, ``sub`` points at a time,
+        in the GEMMs' native layouts (``W~ = [W b]``, ``J = fan-in + 1``): ``blocks[(l, m)]``
+        ``(n_l, n_m, J_l, J_m)`` the first term, ``diag[(l, l+1)]`` ``(n_{l+1}, n_l, J_l)`` and
+        ``cross[(l, m)]`` ``(n_m, J_m - 1, n_l, J_l)`` the second.
+
+        The channel-wise HBP recursion (``invfem.nn.hessian``'s algebra with every neuron a
+        ``C``-vector): ``G_L = 2 w a a^T`` (the output is linear, r linear in it),
+        ``G_l = J_l^T W_{l+1}^T G_{l+1} W_{l+1} J_l + K_l``, ``P_{l,m} = J_l^T W_{l+1}^T P_{l+1,m}``,
+        ``T_{m,l} = d a_m / d z_l``; block ``(l, m)`` is
+        ``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d] + [l<m] sum_q sum_d delta_m[k,d] sum_c
+        T[j',d,i,c] A~_l[j,c]``, each sum one GEMM with the channels and points inner."""
+        for start in range(0, self.q, sub):
+            self._hessian_part(blocks, diag, cross, slice(start, min(start + sub, self.q)))
+
+    def _hessian_part(self, blocks: dict, diag: dict, cross: dict, sl: slice) -> None:
+        L, C = self.n_layers, self.C
+        q = sl.stop - sl.start
+        cut = lambda t: t[..., sl]
+        dense = [self._dense({key: cut(v) for key, v in m.items()}) for m in self.maps]
+        aug = []
+        for a in self.acts:
+            a = cut(a)
+            one = a.new_zeros(1, C, q)
+            one[0, 0] = 1.0
+            aug.append(torch.cat([a, one]))                          # A~_l (J_l, C, q)
+        delta = [cut(d) for d in self.delta]
+        ws = [w for w, _ in self.layers]
+        # G_l (n_l, C, n_l, C, q), from the output down
+        coef = cut(self.coef)
+        g = [None] * L
+        g[L - 1] = (2 * self.weight) * (coef[:, None] * coef[None, :])[None, :, None]   # (1, C, 1, C, q)
+        for l in range(L - 2, -1, -1):
+            w = ws[l + 1]
+            h = torch.einsum("ai,acbdq,bj->icjdq", w, g[l + 1], w)
+            jac, kk = dense[l]
+            gl = torch.einsum("iecq,iejfq,jfdq->icjdq", jac, h, jac)
+            gl.diagonal(dim1=0, dim2=2).add_(kk.permute(1, 2, 3, 0))   # + K_l on the neuron diagonal
+            g[l] = gl
+        for m in range(L):
+            p = g[m]
+            for l in range(m, -1, -1):                                # P_{l,m}, l = m..0
+                self._term1(blocks, (l, m), p, aug[l], aug[m])
+                if l > 0:
+                    jac = dense[l - 1][0]
+                    p = torch.einsum("iecq,ai,aekdq->ickdq", jac, ws[l], p)
+        for l in range(L - 1):
+            jac = dense[l][0]
+            # m = l + 1: T_{l+1,l} = J_l is neuron-diagonal: sum_d delta[k,d] J[i,d,c] at j' = i
+            y = torch.einsum("kdq,idcq->kicq", delta[l + 1], jac)        # (n_{l+1}, n_l, C, q)
+            right = aug[l].reshape(aug[l].shape[0], -1)
+            part = (y.reshape(-1, C * q) @ right.T).reshape(y.shape[0], y.shape[1], -1)   # (k, i, j)
+            diag[(l, l + 1)] += part                                       # [k, i, j] at j' = i
+            t = None
+            for m in range(l + 2, L):
+                # T_{m,l} (n_m_in, C, n_l, C, q) = J_{m-1} W_{m-1} T_{m-1,l}
+                if t is None:                                          # T_{l+2,l} = J_{l+1} W_{l+1} J_l
+                    t = torch.einsum("jdeq,ji,iecq->jdicq", dense[l + 1][0], ws[l + 1], jac)
+                else:
+                    t = torch.einsum("jdeq,ja,aeicq->jdicq", dense[m - 1][0], ws[m - 1], t)
+                y = torch.einsum("kdq,jdicq->kjicq", delta[m], t)        # (n_m, n_m_in, n_l, C, q)
+                cross[(l, m)].view(-1, right.shape[0]).addmm_(y.reshape(-1, C * q), right.T)   # [k, j', i, j]
+
+    @staticmethod
+    def _term1(blocks, key, p, left, right):
+        """``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]``: ``X = P A~_l``
+        per point, then one GEMM over (d, q)."""
+        ni, C, nk, _, q = p.shape
+        x = torch.einsum("ickdq,jcq->ikjdq", p, left)                   # (n_l, n_m, J_l, C, q)
+        blocks[key].view(ni * nk * left.shape[0], -1).addmm_(x.reshape(-1, C * q),
+                                                              right.reshape(right.shape[0], -1).T)
+
+    # -- derivatives ---------------------------------------------------------------------------
+    def gradient(self):
+        """Per layer ``(dW, db)`` of this chunk's loss."""
+        out = []
+        for l in range(self.n_layers):
+            d, a = self.delta[l], self.acts[l]
+            out.append((d.reshape(d.shape[0], -1) @ a.reshape(a.shape[0], -1).T, d[:, 0].sum(-1)))
+        return out
+
+    def product(self, tangents):
+        """Per layer ``(H V)_W (k, n_l, n_{l-1})`` and ``(H V)_b (k, n_l)`` for the directions
+        ``tangents = [(dW (k, n_l, n_{l-1}), db (k, n_l)), ...]``."""
+        C, q, L = self.C, self.q, self.n_layers
+        kd = tangents[0][0].shape[0]
+        zdots, adots = [], [None]
+        for l, ((w, _), (dw, db)) in enumerate(zip(self.layers, tangents)):
+            a = self.acts[l]
+            zd = (dw.reshape(-1, dw.shape[-1]) @ a.reshape(a.shape[0], -1)).reshape(kd, w.shape[0], C, q)
+            if adots[l] is not None:
+                zd += (w @ adots[l].reshape(kd, w.shape[1], -1)).reshape(kd, w.shape[0], C, q)
+            zd[:, :, 0] += db[:, :, None]
+            zdots.append(zd)
+            if l < L - 1:
+                adots.append(self._jac(self.maps[l], zd))
+        rdot = (self.coef * zdots[-1][:, 0]).sum(1)                          # (kd, q)
+        ddot = ((2 * self.weight * rdot)[:, None, :] * self.coef)[:, None]   # (kd, 1, C, q)
+        out = [None] * L
+        for l in range(L - 1, -1, -1):
+            w, dw = self.layers[l][0], tangents[l][0]
+            a, delta = self.acts[l], self.delta[l]
+            n_out, n_in = w.shape
+            hw = ddot.reshape(kd, n_out, -1) @ a.reshape(n_in, -1).T
+            if adots[l] is not None:
+                hw += delta.reshape(n_out, -1) @ adots[l].reshape(kd, n_in, -1).transpose(1, 2)
+            out[l] = (hw, ddot[:, :, 0].sum(-1))
+            if l == 0:
+                break
+            abdot = (w.T @ ddot.reshape(kd, n_out, -1)).reshape(kd, n_in, C, q)
+            abdot += (dw.transpose(1, 2) @ delta.reshape(n_out, -1)).reshape(kd, n_in, C, q)
+            ddot = self._jac_t(self.maps[l - 1], abdot) + self._k_times(self.maps[l - 1], zdots[l - 1])
+        return out
+
+
+def supports_curvature(field, forms) -> bool:
+    """Whether the closed form applies: an invfem MLP with one linear output (any activation),
+    a box distance or none, and every term given as a :class:`LinearForm`."""
+    mlp = field.mlp
+    return (isinstance(mlp, MLP) and mlp.widths[-1] == 1 and mlp.phi is POSITIVITY[None]
+            and all(form is not None for form in forms))
+
+
+class PinnCurvature:
+    """The loss ``sum_terms weight * sum_q r_q^2`` at one theta: ``value``, ``gradient()`` and
+    ``apply(V)`` (``H V`` for a vector ``(P,)`` or a block ``(P, k)``), from the chunk states."""
+
+    def __init__(self, field, forms, theta: torch.Tensor, chunk: int = DEFAULT_CHUNK):
+        if not supports_curvature(field, forms):
+            raise ConfigError("the closed-form PINN curvature needs an invfem MLP with one linear output "
+                              "and terms that are linear in the jet")
+        self.mlp, self.theta = field.mlp, theta.detach()
+        self.layers = self.mlp.layers(self.theta)
+        self.chunks = []
+        for form in forms:
+            coef = network_coefficients(field.distance, form).to(self.theta)
+            for start in range(0, form.points.shape[0], chunk):
+                self.chunks.append(_Chunk(self.mlp, self.layers, form, coef,
+                                          slice(start, min(start + chunk, form.points.shape[0]))))
+        self.value = sum(c.value for c in self.chunks)
+
+    def _flatten(self, parts, kd=None) -> torch.Tensor:
+        bias = self.mlp.output_bias
+        pieces = []
+        for l, (hw, hb) in enumerate(parts):
+            pieces.append(hw.reshape(-1) if kd is None else hw.reshape(kd, -1))
+            if l < len(parts) - 1 or bias:
+                pieces.append(hb)
+        return torch.cat(pieces, -1)
+
+    def gradient(self) -> torch.Tensor:
+        """``grad loss (P,)``."""
+        total = None
+        for c in self.chunks:
+            g = c.gradient()
+            total = g if total is None else [(a + x, b + y) for (a, b), (x, y) in zip(total, g)]
+        return self._flatten(total)
+
+    def _tangents(self, v: torch.Tensor):
+        """``V (P, k)`` as per-layer ``(dW (k, n_l, n_{l-1}), db (k, n_l))``."""
+        kd, pos, out = v.shape[1], 0, []
+        vt = v.T
+        for l, (w, b) in enumerate(self.layers):
+            dw = vt[:, pos:pos + w.numel()].reshape(kd, *w.shape)
+            pos += w.numel()
+            if l < len(self.layers) - 1 or self.mlp.output_bias:
+                db = vt[:, pos:pos + b.numel()]
+                pos += b.numel()
+            else:
+                db = vt.new_zeros(kd, b.numel())
+            out.append((dw.contiguous(), db.contiguous()))
+        return out
+
+    def apply(self, v: torch.Tensor) -> torch.Tensor:
+        """``H V``: ``v`` a vector ``(P,)`` or a block ``(P, k)``."""
+        block = v if v.ndim == 2 else v[:, None]
+        tangents = self._tangents(block.to(self.theta))
+        total = None
+        for c in self.chunks:
+            part = c.product(tangents)
+            total = part if total is None else [(a + x, b + y) for (a, b), (x, y) in zip(total, part)]
+        out = self._flatten(total, block.shape[1]).T
+        return out if v.ndim == 2 else out[:, 0]
+
+    def hessian_hbp(self, sub: int = 64) -> torch.Tensor:
+        """The full ``(P, P)`` Hessian by the channel-wise HBP recursion
+        (:meth:`_Chunk.hessian_blocks`), ``sub`` points per contraction."""
+        sizes = [(w.shape[0], w.shape[1] + 1) for w, _ in self.layers]
+        new = self.theta.new_zeros
+        pairs = [(l, m) for m in range(len(sizes)) for l in range(m + 1)]
+        first = {(l, m): new(sizes[l][0], sizes[m][0], sizes[l][1], sizes[m][1]) for l, m in pairs}
+        diag = {(l, l + 1): new(sizes[l + 1][0], sizes[l][0], sizes[l][1]) for l in range(len(sizes) - 1)}
+        cross = {(l, m): new(sizes[m][0], sizes[m][1] - 1, sizes[l][0], sizes[l][1]) for l, m in pairs if m > l + 1}
+        for c in self.chunks:
+            c.hessian_blocks(first, diag, cross, sub)
+        blocks = {key: b.permute(0, 2, 1, 3).contiguous() for key, b in first.items()}      # [i, j, k, j']
+        for (l, m), d in diag.items():
+            idx = torch.arange(d.shape[1])
+            blocks[(l, m)][idx, :, :, idx] += d.permute(1, 2, 0)                            # j' = i
+        for (l, m), c in cross.items():
+            blocks[(l, m)][:, :, :, :-1] += c.permute(2, 3, 0, 1)
+        # flat index of W~_l[i, j]: W row-major then b (the output bias dropped when absent)
+        index, pos = [], 0
+        for l, (n_out, fan) in enumerate(sizes):
+            w_idx = pos + torch.arange(n_out * (fan - 1)).reshape(n_out, fan - 1)
+            pos += n_out * (fan - 1)
+            has_bias = l < len(sizes) - 1 or self.mlp.output_bias
+            b_idx = (pos + torch.arange(n_out)) if has_bias else torch.full((n_out,), -1)
+            pos += n_out if has_bias else 0
+            index.append(torch.cat([w_idx, b_idx[:, None]], 1).reshape(-1))
+        h = self.theta.new_empty(pos, pos)
+        for (l, m), block in blocks.items():
+            rows, cols = index[l], index[m]
+            keep_r, keep_c = rows >= 0, cols >= 0
+            b = block.reshape(rows.shape[0], cols.shape[0])[keep_r][:, keep_c]
+            r, c = rows[keep_r], cols[keep_c]
+            h[r[:, None], c[None, :]] = b
+            if l != m:
+                h[c[:, None], r[None, :]] = b.T
+        return h
+
+    def block_size(self) -> int:
+        """Directions per product for :meth:`hessian_products` (:data:`BLOCK_ENTRIES`)."""
+        per_direction = max(max(w.shape[0] for w, _ in self.layers) * c.C * c.q for c in self.chunks)
+        return max(1, BLOCK_ENTRIES // per_direction)
+
+    def hessian(self) -> torch.Tensor:
+        """The full ``(P, P)`` Hessian, by the channel-wise HBP recursion (:meth:`hessian_hbp`:
+        3.7x faster than the products at reference 001's size: benchmarks/pinn_hessian.py)."""
+        return self.hessian_hbp()
+
+    def hessian_products(self, block: int | None = None) -> torch.Tensor:
+        """The full ``(P, P)`` Hessian as the R-operator's product with the identity, ``block``
+        columns at a time (default :meth:`block_size`)."""
+        p = self.theta.shape[0]
+        block = self.block_size() if block is None else block
+        h = self.theta.new_empty(p, p)
+        for start in range(0, p, block):
+            stop = min(start + block, p)
+            eye = self.theta.new_zeros(p, stop - start)
+            eye[torch.arange(start, stop), torch.arange(stop - start)] = 1.0
+            h[:, start:stop] = self.apply(eye)
+        return h
