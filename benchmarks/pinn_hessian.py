@@ -93,7 +93,8 @@ def main():
           f"Gflop/s) | {bound:.2f} | 1 | |")
     print(f"| closed form: channel-wise HBP (the default) | {t_hbp:.1f} | {t_hbp / bound:.1f} | "
           f"{t_func / t_hbp:.0f}x faster |")
-    print(f"| closed form: P R-operator products | {t_full:.1f} | {t_full / bound:.0f} | {t_func / t_full:.0f}x faster |")
+    print(f"| closed form: P R-operator products | {t_full:.1f} | {t_full / bound:.0f} | "
+          f"{t_func / t_full:.0f}x faster |")
     print(f"| autograd HVP column by column (the HVP row x P) | {t['hvp'] * p:.0f} | {t['hvp'] * p / bound:.0f} | "
           f"{t_func / (t['hvp'] * p):.1f}x faster |")
     print(f"| torch.func.hessian, {args.func_columns} columns timed, extrapolated | {t_func:.0f} | "

@@ -18,6 +18,7 @@ from invfem.pinn.collocation import SpaceTimePoints, face_points, latin_hypercub
 from invfem.pinn.fields import BoxDistance, Jet, PinnField, hidden_jet, network_jet, product_jet
 from invfem.pinn.losses import EllipticResidual, HeatResidual, PinnLoss, ValueTerm
 
-__all__ = ["LinearForm", "PinnCurvature", "SpaceTimePoints", "face_points", "latin_hypercube", "space_time_points", "BoxDistance", "Jet",
+__all__ = ["LinearForm", "PinnCurvature", "SpaceTimePoints", "face_points", "latin_hypercube", "space_time_points",
+           "BoxDistance", "Jet",
            "PinnField", "hidden_jet", "network_jet", "product_jet", "EllipticResidual", "HeatResidual",
            "PinnLoss", "ValueTerm"]
