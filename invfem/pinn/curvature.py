@@ -27,7 +27,7 @@ coefficients, so it only changes ``a`` (:func:`network_coefficients`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -94,6 +94,12 @@ def network_coefficients(distance, form: LinearForm) -> torch.Tensor:
             out[1 + i] = out[1 + i] + 2 * form.beta[i] * d.grad[i] * h
         out[-1] = d.value * h
     return out
+
+
+def network_forms(field, forms) -> list:
+    """The forms with their coefficients in the network's channels (:func:`network_coefficients`
+    for ``field.distance``): what :class:`PinnCurvature` takes. They do not depend on theta."""
+    return [replace(form, coef=network_coefficients(field.distance, form)) for form in forms]
 
 
 def _higher_derivatives(sigma, z: torch.Tensor):
@@ -363,27 +369,31 @@ class _Chunk:
         return out
 
 
-def supports_curvature(field, forms) -> bool:
-    """Whether the closed form applies: an invfem MLP with one linear output (any activation),
-    a box distance or none, and every term given as a :class:`LinearForm`."""
-    mlp = field.mlp
+UNSUPPORTED = ("the closed-form PINN curvature needs an invfem MLP with one linear output and terms that are "
+               "linear in the jet")
+
+
+def supports_curvature(mlp, forms) -> bool:
+    """Whether the closed form applies: an invfem MLP with one linear output (any activation)
+    and every term given as a :class:`LinearForm`."""
     return (isinstance(mlp, MLP) and mlp.widths[-1] == 1 and mlp.phi is POSITIVITY[None]
             and all(form is not None for form in forms))
 
 
 class PinnCurvature:
-    """The loss ``sum_terms weight * sum_q r_q^2`` at one theta: ``value``, ``gradient()`` and
-    ``apply(V)`` (``H V`` for a vector ``(P,)`` or a block ``(P, k)``), from the chunk states."""
+    """The loss ``sum_terms weight * sum_q r_q^2`` of the network ``mlp`` at one theta: ``value``,
+    ``gradient()`` and ``apply(V)`` (``H V`` for a vector ``(P,)`` or a block ``(P, k)``), from
+    the chunk states; ``forms`` with their coefficients in the network's channels
+    (:func:`network_forms`)."""
 
-    def __init__(self, field, forms, theta: torch.Tensor, chunk: int = DEFAULT_CHUNK):
-        if not supports_curvature(field, forms):
-            raise ConfigError("the closed-form PINN curvature needs an invfem MLP with one linear output "
-                              "and terms that are linear in the jet")
-        self.mlp, self.theta = field.mlp, theta.detach()
+    def __init__(self, mlp, forms, theta: torch.Tensor, chunk: int = DEFAULT_CHUNK):
+        if not supports_curvature(mlp, forms):
+            raise ConfigError(UNSUPPORTED)
+        self.mlp, self.theta = mlp, theta.detach()
         self.layers = self.mlp.layers(self.theta)
         self.chunks = []
         for form in forms:
-            coef = network_coefficients(field.distance, form).to(self.theta)
+            coef = form.coef.to(self.theta)
             for start in range(0, form.points.shape[0], chunk):
                 self.chunks.append(_Chunk(self.mlp, self.layers, form, coef,
                                           slice(start, min(start + chunk, form.points.shape[0]))))
@@ -398,13 +408,17 @@ class PinnCurvature:
                 pieces.append(hb)
         return torch.cat(pieces, -1)
 
-    def gradient(self) -> torch.Tensor:
-        """``grad loss (P,)``."""
+    def _summed(self, per_chunk) -> list:
+        """``per_chunk(chunk)`` (per layer ``(W part, b part)``) summed over the chunks."""
         total = None
         for c in self.chunks:
-            g = c.gradient()
-            total = g if total is None else [(a + x, b + y) for (a, b), (x, y) in zip(total, g)]
-        return self._flatten(total)
+            part = per_chunk(c)
+            total = part if total is None else [(a + x, b + y) for (a, b), (x, y) in zip(total, part)]
+        return total
+
+    def gradient(self) -> torch.Tensor:
+        """``grad loss (P,)``."""
+        return self._flatten(self._summed(lambda c: c.gradient()))
 
     def _tangents(self, v: torch.Tensor):
         """``V (P, k)`` as per-layer ``(dW (k, n_l, n_{l-1}), db (k, n_l))``."""
@@ -425,11 +439,7 @@ class PinnCurvature:
         """``H V``: ``v`` a vector ``(P,)`` or a block ``(P, k)``."""
         block = v if v.ndim == 2 else v[:, None]
         tangents = self._tangents(block.to(self.theta))
-        total = None
-        for c in self.chunks:
-            part = c.product(tangents)
-            total = part if total is None else [(a + x, b + y) for (a, b), (x, y) in zip(total, part)]
-        out = self._flatten(total, block.shape[1]).T
+        out = self._flatten(self._summed(lambda c: c.product(tangents)), block.shape[1]).T
         return out if v.ndim == 2 else out[:, 0]
 
     def hessian_hbp(self, sub: int = 32) -> torch.Tensor:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 from invfem.errors import ConfigError, ShapeError
-from invfem.pinn.curvature import DEFAULT_CHUNK, LinearForm, PinnCurvature, supports_curvature
+from invfem.pinn.curvature import (DEFAULT_CHUNK, UNSUPPORTED, LinearForm, PinnCurvature, network_forms,
+                                   supports_curvature)
 from invfem.pinn.fields import PinnField
 
 
@@ -130,13 +131,12 @@ class HeatResidual:
             r = r - (self._grad_alpha * jet.grad[:len(self.dims)]).sum(0)
         return r
 
-
     def linear_form(self, weight: float) -> LinearForm:
         """This term as a :class:`~invfem.pinn.curvature.LinearForm`. A constant ``alpha`` folds
         ``u_t - alpha Laplacian u`` into the operator channel (channels value, ``grad`` in ``dims``,
         h: four in 2-D); a varying one keeps ``u_t`` and the Laplacian apart."""
         k, d, q = len(self.dims), self.points.shape[1], self.points.shape[0]
-        if self._grad_alpha is None and not callable(self.alpha):
+        if not callable(self.alpha):
             gamma = self.points.new_zeros(d)
             gamma[self.time] = 1.0
             coef = self.points.new_zeros(k + 2, q)
@@ -194,32 +194,36 @@ class PinnLoss:
                 raise ConfigError(f"weights.{name} must be a number >= 0, got {w!r}")
         self.field, self.terms = field, dict(terms)
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
+        self._forms = self._network_forms = None                  # fixed data: built once, on first use
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         return sum(w * torch.mean(self.terms[name](self.field, theta) ** 2) for name, w in self.weights.items())
 
     def forms(self) -> list:
-        """Every term as a :class:`~invfem.pinn.curvature.LinearForm` (None for a term that has none)."""
-        out = []
-        for name, w in self.weights.items():
-            term = self.terms[name]
-            n = term.points.shape[0]
-            out.append(term.linear_form(w / n) if hasattr(term, "linear_form") else None)
-        return out
+        """Every term as a :class:`~invfem.pinn.curvature.LinearForm` (None for a term that has
+        none); they do not depend on theta, so they are built once."""
+        if self._forms is None:
+            self._forms = [self.terms[name].linear_form(w / self.terms[name].points.shape[0])
+                           if hasattr(self.terms[name], "linear_form") else None for name, w in self.weights.items()]
+        return self._forms
 
     @property
     def supported(self) -> bool:
         """Whether the closed-form curvature applies (:func:`~invfem.pinn.curvature.supports_curvature`)."""
-        return supports_curvature(self.field, self.forms())
+        return supports_curvature(self.field.mlp, self.forms())
 
     has_operator = True
 
     def curvature(self, theta: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> PinnCurvature:
         """The closed-form state at ``theta``: ``value``, ``gradient()``, ``apply(V)``, ``hessian()``."""
-        return PinnCurvature(self.field, self.forms(), theta, chunk)
+        if self._network_forms is None:
+            if not self.supported:
+                raise ConfigError(UNSUPPORTED)
+            self._network_forms = network_forms(self.field, self.forms())
+        return PinnCurvature(self.field.mlp, self._network_forms, theta, chunk)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """The exact ``(P, P)`` Hessian in closed form (products with the identity, in blocks)."""
+        """The exact ``(P, P)`` Hessian in closed form (the channel-wise HBP recursion)."""
         return self.curvature(theta).hessian()
 
     def hessian_operator(self, theta: torch.Tensor):
