@@ -276,6 +276,34 @@ def test_the_channel_hbp_hessian_holds_for_deeper_networks(widths, bias):
     assert float((hbp - reference).abs().max()) <= 1e-11 * float(reference.abs().max())
 
 
+def test_closed_form_activation_jets_equal_forward_mode_ad_of_their_derivatives():
+    from invfem.nn.mlp import ACTIVATIONS, sine
+    from invfem.pinn.curvature import _higher_derivatives
+    z = torch.linspace(-3, 3, 41, dtype=torch.float64)
+    with_jet = [s for s in list(ACTIVATIONS.values()) + [sine(30.0)] if s.jet4 is not None]
+    assert len(with_jet) >= 3                                  # tanh, sin, sin(30 z)
+    for sigma in with_jet:
+        closed, ad = _higher_derivatives(sigma, z), _higher_derivatives(sigma, z, closed=False)
+        assert torch.allclose(closed[0], sigma.value(z), atol=1e-15)
+        for a, b in zip(closed, ad):
+            assert float((a - b).abs().max()) <= 1e-12 * max(1.0, float(b.abs().max()))
+
+
+def test_the_residual_jacobian_of_every_chunk_equals_torch_func():
+    """The Gauss-Newton part of the HBP Hessian: d r / d theta per chunk, in theta's layout."""
+    from invfem.pinn import EllipticResidual, PinnLoss, ValueTerm
+    mlp = MLP([2, 5, 4, 1], output_bias=False)
+    x = torch.rand(9, 2, dtype=torch.float64)
+    loss = PinnLoss(PinnField(mlp), {"e": EllipticResidual(x, kappa=2.0, c=1.0, dims=(0, 1)), "v": ValueTerm(x[:4], 0.5)})
+    theta = mlp.init(0)
+    state = loss.curvature(theta, chunk=4)
+    rows = torch.cat([c.residual_jacobian(mlp.output_bias) for c in state.chunks])
+    weights = torch.tensor([c.weight for c in state.chunks for _ in range(c.q)], dtype=torch.float64)
+    reference = torch.func.jacrev(loss.residual)(theta)          # rows (w_i / n_i)^1/2 r_i
+    assert rows.shape == reference.shape
+    assert torch.allclose(weights.sqrt()[:, None] * rows, reference, atol=1e-13)
+
+
 def test_the_pinn_problems_take_the_closed_form_hessian_path():
     from invfem.pinn.curvature import _higher_derivatives
     from invfem.structured import hessian_path
@@ -284,9 +312,10 @@ def test_the_pinn_problems_take_the_closed_form_hessian_path():
         assert (path.kind, path.product_kind) == ("structured", "structured")
     z = torch.linspace(-2, 2, 9, dtype=torch.float64)
     t = torch.tanh(z)
-    s0, s1, s2, s3, s4 = _higher_derivatives(MLP([1, 2, 1]).sigma, z)
-    assert torch.allclose(s3, -2 * (1 - t ** 2) * (1 - 3 * t ** 2), atol=1e-14)
-    assert torch.allclose(s4, 8 * t * (1 - t ** 2) * (2 - 3 * t ** 2), atol=1e-14)
+    for closed in (True, False):                               # tanh's jet4, and forward AD
+        s0, s1, s2, s3, s4 = _higher_derivatives(MLP([1, 2, 1]).sigma, z, closed=closed)
+        assert torch.allclose(s3, -2 * (1 - t ** 2) * (1 - 3 * t ** 2), atol=1e-14)
+        assert torch.allclose(s4, 8 * t * (1 - t ** 2) * (2 - 3 * t ** 2), atol=1e-14)
     softplus = MLP([1, 2, 1], positivity="softplus")
     from invfem.pinn import PinnLoss, ValueTerm
     assert not PinnLoss(PinnField(softplus), {"v": ValueTerm(z[:, None], 0.0)}).supported

@@ -102,9 +102,12 @@ def network_forms(field, forms) -> list:
     return [replace(form, coef=network_coefficients(field.distance, form)) for form in forms]
 
 
-def _higher_derivatives(sigma, z: torch.Tensor):
-    """``s, s', s'', s''', s''''`` of an activation at ``z``: the closed-form first two, the
-    next two by forward-mode AD of them (entrywise, exact)."""
+def _higher_derivatives(sigma, z: torch.Tensor, closed: bool = True):
+    """``s, s', s'', s''', s''''`` of an activation at ``z``: its ``jet4`` where it has one (and
+    ``closed``), else the closed-form first two and the next two by forward-mode AD of them
+    (entrywise, exact)."""
+    if closed and sigma.jet4 is not None:
+        return sigma.jet4(z)
     s1, s2 = sigma.derivatives(z)
     ones = torch.ones_like(z)
     third = lambda u: torch.func.jvp(lambda t: sigma.derivatives(t)[1], (u,), (ones,))[1]
@@ -232,6 +235,34 @@ class _Chunk:
         out[..., :, 1:1 + k, :] = out_i
         return out
 
+    def _lead_jac(self, m, x: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """The map's Jacobian (``transpose``: its transpose) on the LEADING neuron and channel dims
+        of ``x (n, C, ..., q)``, the per-point factors broadcast over the middle dims (what the HBP
+        recursions apply: structured, no dense ``C x C`` blocks)."""
+        k, mid = self.k, x.ndim - 3
+        b = lambda t: t.reshape(t.shape[0], *([1] * mid), t.shape[-1])      # (n, q) -> (n, 1.., q)
+        out = x * b(m["s1"]).unsqueeze(1)
+        if transpose:
+            for i in range(k):
+                out[:, 0].addcmul_(b(m["j_i0"][:, i]), x[:, 1 + i])
+            if self.has_h:
+                out[:, 0].addcmul_(b(m["j_h0"]), x[:, -1])
+                for i in range(k):
+                    out[:, 1 + i].addcmul_(b(m["j_hi"][:, i]), x[:, -1])
+        else:
+            for i in range(k):
+                out[:, 1 + i].addcmul_(b(m["j_i0"][:, i]), x[:, 0])
+            if self.has_h:
+                out[:, -1].addcmul_(b(m["j_h0"]), x[:, 0])
+                for i in range(k):
+                    out[:, -1].addcmul_(b(m["j_hi"][:, i]), x[:, 1 + i])
+        return out
+
+    @staticmethod
+    def _lead_w(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``w`` on the leading dim of ``x``: one GEMM."""
+        return (w @ x.reshape(x.shape[0], -1)).reshape(w.shape[0], *x.shape[1:])
+
     def _dense(self, m):
         """The map's Jacobian ``J[n, out, in, q]`` and adjoint-weighted second derivatives
         ``K[n, c, d, q]`` as dense per-neuron ``C x C`` blocks (for the full Hessian)."""
@@ -251,27 +282,69 @@ class _Chunk:
             kk[:, 1 + torch.arange(k), 1 + torch.arange(k)] = m["kii"]
         return jac, kk
 
+    def pairs(self):
+        """The channel pairs where the residual part of the pre-activation curvature, ``P^res[c, d]``,
+        and the tangent maps ``T[d, c]`` can be non-zero (flat indices ``c C + d``, ``d C + c``).
+
+        The jet is triangular: ``d_i'`` depends on the value and ``d_i``, ``h'`` on all, the value on
+        the value; and ``K`` couples only (value, any) and (``d_i``, ``d_i``) with an operator
+        channel. So ``P^res = T^T K T`` lives on ``c = 0 or d = 0 or (c = d a first derivative, with
+        h)`` (9 of 16 pairs for the heat PINN) and ``T`` on ``c = 0 or c = d or d = h`` (9 of 16)."""
+        C, k, h = self.C, self.k, self.C - 1
+        first = range(1, 1 + k)
+        res = [c * C + d for c in range(C) for d in range(C)
+               if c == 0 or d == 0 or (c == d and self.has_h and c in first)]
+        tan = [d * C + c for d in range(C) for c in range(C) if c == 0 or c == d or (self.has_h and d == h)]
+        return res, tan
+
+    def adjoints(self):
+        """The residual's adjoints ``rho_l = d r / d z_l`` (n_l, C, q), output layer first: the
+        backward pass seeded with the coefficients (the loss's ``delta`` is ``2 w r rho``)."""
+        rho = [None] * self.n_layers
+        r = self.coef[None]
+        for l in range(self.n_layers - 1, -1, -1):
+            rho[l] = r
+            if l == 0:
+                break
+            ab = (self.layers[l][0].T @ r.reshape(r.shape[0], -1)).reshape(-1, self.C, self.q)
+            r = self._jac_t(self.maps[l - 1], ab)
+        return rho
+
+    def residual_jacobian(self, output_bias: bool) -> torch.Tensor:
+        """``d r / d theta`` (q, P) in the flat layout of theta (W row-major then b per layer; the
+        output bias only with ``output_bias``): row q is ``(sum_c rho_l[i, c] a_l[j, c], rho_l[i, 0])``."""
+        pieces = []
+        for l, (rho, a) in enumerate(zip(self.adjoints(), self.acts)):
+            pieces.append(torch.einsum("icq,jcq->qij", rho, a).reshape(self.q, -1))
+            if l < self.n_layers - 1 or output_bias:
+                pieces.append(rho[:, 0].T)
+        return torch.cat(pieces, 1)
+
     def hessian_blocks(self, blocks: dict, diag: dict, cross: dict, sub: int) -> None:
-        """Add this chunk's Hessian blocks ``(W~_l, W~_m)``, ``l <= m``, ``sub`` points at a time,
-        in the GEMMs' native layouts (``W~ = [W b]``, ``J = fan-in + 1``): ``blocks[(l, m)]``
-        ``(n_l, n_m, J_l, J_m)`` the first term, ``diag[(l, l+1)]`` ``(n_{l+1}, n_l, J_l)`` and
-        ``cross[(l, m)]`` ``(n_m, J_m - 1, n_l, J_l)`` the second.
+        """Add this chunk's Hessian blocks ``(W~_l, W~_m)``, ``l <= m``, but for the Gauss-Newton part
+        ``2 w J^T J`` (:meth:`residual_jacobian`), ``sub`` points at a time, in the GEMMs' native
+        layouts (``W~ = [W b]``, ``J = fan-in + 1``): ``blocks[(l, m)]`` ``(n_l, n_m, J_l, J_m)`` the
+        first term, ``diag[(l, l+1)]`` ``(n_{l+1}, n_l, J_l)`` and ``cross[(l, m)]``
+        ``(n_{m-1}, n_l, n_m, J_l)`` the second.
 
         The channel-wise HBP recursion (``invfem.nn.hessian``'s algebra with every neuron a
-        ``C``-vector): ``G_L = 2 w a a^T`` (the output is linear, r linear in it),
-        ``G_l = J_l^T W_{l+1}^T G_{l+1} W_{l+1} J_l + K_l``, ``P_{l,m} = J_l^T W_{l+1}^T P_{l+1,m}``,
-        ``T_{m,l} = d a_m / d z_l``; block ``(l, m)`` is
-        ``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d] + [l<m] sum_q sum_d delta_m[k,d] sum_c
-        T[j',d,i,c] A~_l[j,c]``, each sum one GEMM with the channels and points inner (the first
-        over channel pairs, :meth:`_term1`)."""
+        ``C``-vector) of the residual part: ``G_L = 0`` (the output is linear and r linear in it; its
+        ``2 w a a^T`` is the Gauss-Newton part), ``G_l = J_l^T W_{l+1}^T G_{l+1} W_{l+1} J_l + K_l``,
+        ``P_{l,m} = J_l^T W_{l+1}^T P_{l+1,m}``, ``T_{m,l} = d a_{m-1} / d z_l``; block ``(l, m)`` is
+        ``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d] + [l<m] sum_q sum_{c,d} delta_m[k,d]
+        T[j',d,i,c] A~_l[j,c]``, each sum ONE GEMM with the channel pairs and points inner, over the
+        pairs where ``P`` and ``T`` can be non-zero only (:meth:`pairs`)."""
+        pairs = [torch.tensor(p) for p in self.pairs()]
         for start in range(0, self.q, sub):
-            self._hessian_part(blocks, diag, cross, slice(start, min(start + sub, self.q)))
+            self._hessian_part(blocks, diag, cross, slice(start, min(start + sub, self.q)), pairs)
 
-    def _hessian_part(self, blocks: dict, diag: dict, cross: dict, sl: slice) -> None:
+    def _hessian_part(self, blocks: dict, diag: dict, cross: dict, sl: slice, pairs) -> None:
         L, C = self.n_layers, self.C
         q = sl.stop - sl.start
+        res, tan = pairs
         cut = lambda t: t[..., sl]
-        dense = [self._dense({key: cut(v) for key, v in m.items()}) for m in self.maps]
+        maps = [{key: cut(v) for key, v in m.items()} for m in self.maps]
+        dense = [self._dense(m) for m in maps]
         aug = []
         for a in self.acts:
             a = cut(a)
@@ -280,24 +353,26 @@ class _Chunk:
             aug.append(torch.cat([a, one]))                          # A~_l (J_l, C, q)
         delta = [cut(d) for d in self.delta]
         ws = [w for w, _ in self.layers]
-        # G_l (n_l, C, n_l, C, q), from the output down
-        coef = cut(self.coef)
+        # G_l (n_l, C, n_l, C, q) of the residual part, from the last hidden layer down (G_L = 0)
         g = [None] * L
-        g[L - 1] = (2 * self.weight) * (coef[:, None] * coef[None, :])[None, :, None]   # (1, C, 1, C, q)
         for l in range(L - 2, -1, -1):
-            w = ws[l + 1]
-            h = torch.einsum("ai,acbdq,bj->icjdq", w, g[l + 1], w)
             jac, kk = dense[l]
-            gl = torch.einsum("iecq,iejfq,jfdq->icjdq", jac, h, jac)
+            n = jac.shape[0]
+            if g[l + 1] is None:
+                gl = jac.new_zeros(n, C, n, C, q)
+            else:                                                      # J^T W^T G W J, G symmetric
+                wt = ws[l + 1].T
+                h = self._lead_w(wt, self._lead_w(wt, g[l + 1]).permute(2, 3, 0, 1, 4).contiguous())
+                y = self._lead_jac(maps[l], h, True).permute(2, 3, 0, 1, 4)
+                gl = self._lead_jac(maps[l], y, True)
             gl.diagonal(dim1=0, dim2=2).add_(kk.permute(1, 2, 3, 0))   # + K_l on the neuron diagonal
             g[l] = gl
-        for m in range(L):
+        for m in range(L - 1):
             p = g[m]
             for l in range(m, -1, -1):                                # P_{l,m}, l = m..0
-                self._term1(blocks, (l, m), p, aug[l], aug[m])
+                self._term1(blocks, (l, m), p, aug[l], aug[m], res)
                 if l > 0:
-                    jac = dense[l - 1][0]
-                    p = torch.einsum("iecq,ai,aekdq->ickdq", jac, ws[l], p)
+                    p = self._lead_jac(maps[l - 1], self._lead_w(ws[l].T, p), True)
         for l in range(L - 1):
             jac = dense[l][0]
             # m = l + 1: T_{l+1,l} = J_l is neuron-diagonal: sum_d delta[k,d] J[i,d,c] at j' = i
@@ -307,23 +382,28 @@ class _Chunk:
             diag[(l, l + 1)] += part                                       # [k, i, j] at j' = i
             t = None
             for m in range(l + 2, L):
-                # T_{m,l} (n_m_in, C, n_l, C, q) = J_{m-1} W_{m-1} T_{m-1,l}
+                # T_{m,l} (n_{m-1}, C, n_l, C, q) = J_{m-1} W_{m-1} T_{m-1,l}
                 if t is None:                                          # T_{l+2,l} = J_{l+1} W_{l+1} J_l
-                    t = torch.einsum("jdeq,ji,iecq->jdicq", dense[l + 1][0], ws[l + 1], jac)
+                    t = self._lead_jac(maps[l + 1], ws[l + 1][:, None, :, None, None] * jac.permute(1, 0, 2, 3), False)
                 else:
-                    t = torch.einsum("jdeq,ja,aeicq->jdicq", dense[m - 1][0], ws[m - 1], t)
-                y = torch.einsum("kdq,jdicq->kjicq", delta[m], t)        # (n_m, n_m_in, n_l, C, q)
-                cross[(l, m)].view(-1, right.shape[0]).addmm_(y.reshape(-1, C * q), right.T)   # [k, j', i, j]
+                    t = self._lead_jac(maps[m - 1], self._lead_w(ws[m - 1], t), False)
+                nj, ni = t.shape[0], t.shape[2]
+                left = t.permute(0, 2, 1, 3, 4).reshape(nj * ni, C * C, q)[:, tan].reshape(nj * ni, -1)
+                dm = delta[m]
+                ds, cs = tan // C, tan % C
+                rhs = (dm[:, None, ds] * aug[l][None, :, cs]).reshape(dm.shape[0] * aug[l].shape[0], -1)
+                cross[(l, m)].view(nj * ni, -1).addmm_(left, rhs.T)       # [j', i, k, j]
 
     @staticmethod
-    def _term1(blocks, key, p, left, right):
-        """``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]`` ``(n_l, n_m, J_l, J_m)``:
-        ONE GEMM with (c, d, q) inner, ``P`` as the left factor and ``A~_l (x) A~_m`` per point as
-        the right (C^2 times the flops of a pre-contracted ``P A~_l``, but no ``n^2 J C`` per-point
-        intermediate: measured 2.3x faster at pinn_heat's size)."""
+    def _term1(blocks, key, p, left, right, res):
+        """``sum_q sum_{(c,d) in res} P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]``
+        ``(n_l, n_m, J_l, J_m)``: ONE GEMM with (channel pair, q) inner, ``P`` as the left factor and
+        ``A~_l (x) A~_m`` per point as the right (C times the flops of a pre-contracted ``P A~_m``,
+        but no ``n^2 J C`` per-point intermediate: measured 2.3x faster at pinn_heat's size)."""
         ni, C, nk, _, q = p.shape
-        u = p.permute(0, 2, 1, 3, 4).reshape(ni * nk, C * C * q)
-        v = (left[:, None, :, None, :] * right[None, :, None, :, :]).reshape(left.shape[0] * right.shape[0], -1)
+        u = p.permute(0, 2, 1, 3, 4).reshape(ni * nk, C * C, q)[:, res].reshape(ni * nk, -1)
+        cs, ds = res // C, res % C
+        v = (left[:, None, cs] * right[None, :, ds]).reshape(left.shape[0] * right.shape[0], -1)
         blocks[key].view(ni * nk, -1).addmm_(u, v.T)
 
     # -- derivatives ---------------------------------------------------------------------------
@@ -443,14 +523,15 @@ class PinnCurvature:
         return out if v.ndim == 2 else out[:, 0]
 
     def hessian_hbp(self, sub: int = 32) -> torch.Tensor:
-        """The full ``(P, P)`` Hessian by the channel-wise HBP recursion
-        (:meth:`_Chunk.hessian_blocks`), ``sub`` points per contraction."""
+        """The full ``(P, P)`` Hessian: the Gauss-Newton part ``2 w J^T J`` of every chunk (ONE GEMM
+        over its points, :meth:`_Chunk.residual_jacobian`) plus the residual part by the channel-wise
+        HBP recursion (:meth:`_Chunk.hessian_blocks`), ``sub`` points per contraction."""
         sizes = [(w.shape[0], w.shape[1] + 1) for w, _ in self.layers]
         new = self.theta.new_zeros
         pairs = [(l, m) for m in range(len(sizes)) for l in range(m + 1)]
         first = {(l, m): new(sizes[l][0], sizes[m][0], sizes[l][1], sizes[m][1]) for l, m in pairs}
         diag = {(l, l + 1): new(sizes[l + 1][0], sizes[l][0], sizes[l][1]) for l in range(len(sizes) - 1)}
-        cross = {(l, m): new(sizes[m][0], sizes[m][1] - 1, sizes[l][0], sizes[l][1]) for l, m in pairs if m > l + 1}
+        cross = {(l, m): new(sizes[m][1] - 1, sizes[l][0], sizes[m][0], sizes[l][1]) for l, m in pairs if m > l + 1}
         for c in self.chunks:
             c.hessian_blocks(first, diag, cross, sub)
         blocks = {key: b.permute(0, 2, 1, 3).contiguous() for key, b in first.items()}      # [i, j, k, j']
@@ -458,7 +539,7 @@ class PinnCurvature:
             idx = torch.arange(d.shape[1])
             blocks[(l, m)][idx, :, :, idx] += d.permute(1, 2, 0)                            # j' = i
         for (l, m), c in cross.items():
-            blocks[(l, m)][:, :, :, :-1] += c.permute(2, 3, 0, 1)
+            blocks[(l, m)][:, :, :, :-1] += c.permute(1, 3, 2, 0)                           # [j', i, k, j]
         # flat index of W~_l[i, j]: W row-major then b (the output bias dropped when absent)
         index, pos = [], 0
         for l, (n_out, fan) in enumerate(sizes):
@@ -477,6 +558,9 @@ class PinnCurvature:
             h[r[:, None], c[None, :]] = b
             if l != m:
                 h[c[:, None], r[None, :]] = b.T
+        for c in self.chunks:
+            jr = c.residual_jacobian(self.mlp.output_bias)
+            h.addmm_(jr.T, jr, alpha=2 * c.weight)
         return h
 
     def block_size(self) -> int:
