@@ -377,6 +377,50 @@ output: {tmp_path / "out"}
             assert (tmp_path / "fig" / name / fig).stat().st_size > 1000
 
 
+def test_a_resumed_pinn_run_keeps_its_traces(tmp_path, monkeypatch):
+    """Traces are saved in the checkpoint: a run interrupted at iteration 5 and resumed has the
+    uninterrupted run's traces (iterations, losses and test errors; the wall times differ)."""
+    import importlib
+    import json
+    from invfem.experiment.compare import compare
+    from invfem.experiment.study import load_study
+    cmp = importlib.import_module("invfem.experiment.compare")
+    records = {}
+    for name, interrupt in (("whole", None), ("resumed", 5)):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"""
+problem: pinn_elliptic_1d
+problem_options: {{n_points: 9, widths: [1, 4, 4, 1], test_points: 11}}
+seeds: [0]
+maxiter: 8
+diagnostics_every: 0
+checkpoint_every: 2
+trace_every: 2
+threads_per_run: 1
+methods: [trust-exact]
+output: {tmp_path / name}
+""")
+        study = load_study(config)
+        if interrupt is not None:
+            real = cmp._Tracker.__call__
+
+            def interrupted(self, state, real=real, at=interrupt):
+                if state["iter"] == at:
+                    raise KeyboardInterrupt
+                return real(self, state)
+            with monkeypatch.context() as patch:
+                patch.setattr(cmp._Tracker, "__call__", interrupted)
+                with pytest.raises(KeyboardInterrupt):
+                    compare(study, quiet=True)
+        compare(study, quiet=True)
+        records[name] = json.loads((tmp_path / name / "runs" / "trust-exact-seed0" / "record.json").read_text())
+    whole, resumed = records["whole"], records["resumed"]
+    assert resumed["resumed"] and resumed["resumed"][0]["iteration"] == 4
+    assert [t["iter"] for t in resumed["traces"]] == [t["iter"] for t in whole["traces"]] == [0, 2, 4, 6, 8]
+    for key in ("f", "test_error"):
+        assert [t[key] for t in resumed["traces"]] == pytest.approx([t[key] for t in whole["traces"]], rel=1e-12)
+
+
 def test_a_heat_pinn_study_traces_test_error_and_terms_and_reports_them(tmp_path):
     import json
     import subprocess
