@@ -1,7 +1,7 @@
 """Cost of the PINN derivatives of ``pinn_heat`` (reference 001's size: 2,521 parameters, 10,000 points).
 
     python benchmarks/pinn_hessian.py [--n-points 10000] [--func-columns 16] [--small 1000]
-                                      [--trncg 30] [--repeat 3]
+                                      [--trncg 30] [--trncg-seconds 0] [--repeat 3]
 
 Prints, all measured in one run on this machine:
 
@@ -16,8 +16,11 @@ Prints, all measured in one run on this machine:
    chunk) and extrapolated to all P (torch.func.hessian itself, all columns in one batch, needs far
    more than 24 GB here: 64 columns in one batch were already killed for memory), and timed whole
    at ``--small`` points in batches of 64 columns, where both Hessians are compared entry by entry;
-3. ``--trncg`` iterations of trust-ncg with reference 001's preset on the closed-form products:
-   seconds per iteration, in gradients, with the CG iterations per step.
+3. ``--trncg`` iterations of trust-ncg with reference 001's preset on the closed-form products
+   (and the closed-form gradient of the same held state, what ``hessian_path`` gives a Krylov
+   method): seconds per iteration, in gradients, with the CG iterations per step; with
+   ``--trncg-seconds S`` a second run of S seconds of wall time, the cost per iteration over a
+   longer run (the CG count grows as the loss falls).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ def main():
     parser.add_argument("--func-columns", type=int, default=16)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--trncg", type=int, default=30)
+    parser.add_argument("--trncg-seconds", type=float, default=0.0)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     from invfem.derivatives import hessian, hvp, value_and_grad
@@ -91,7 +95,8 @@ def main():
     print("|---|---|---|---|")
     print(f"| GEMM bound 2 Q P^2 = {2 * q * p * p / 1e9:.0f} Gflop (measured {2 * q * p * p / bound / 1e9:.0f} "
           f"Gflop/s) | {bound:.2f} | 1 | |")
-    print(f"| closed form: channel-wise HBP (the default) | {t_hbp:.1f} | {t_hbp / bound:.1f} | "
+    print(f"| closed form: Gauss-Newton GEMM + channel-wise HBP of the rest (the default) | {t_hbp:.1f} | "
+          f"{t_hbp / bound:.1f} | "
           f"{t_func / t_hbp:.0f}x faster |")
     print(f"| closed form: P R-operator products | {t_full:.1f} | {t_full / bound:.0f} | "
           f"{t_func / t_full:.0f}x faster |")
@@ -116,18 +121,24 @@ def main():
           f"max relative difference {float((hs - hf).abs().max() / hf.abs().max()):.1e}")
     del hs, hf
 
-    if args.trncg:
-        path = hessian_path(problem)
-        res = minimize(loss, theta, method="trust-ncg", options={"preset": "reference-001", "maxiter": args.trncg,
-                                                                "gtol": 0}, **path.minimize_arguments("hvp"))
+    path = hessian_path(problem)
+    for iterations, seconds in ((args.trncg, None), (None, args.trncg_seconds or None)):
+        if not iterations and not seconds:
+            continue
+        stop = None if seconds is None else (lambda state, s=seconds: state["time"] >= s)
+        res = minimize(loss, theta, method="trust-ncg", callback=stop,
+                       options={"preset": "reference-001", "maxiter": iterations or 10 ** 6, "gtol": 0},
+                       **path.minimize_arguments("hvp"))
         steps = res.history[1:]
         times = [b["time"] - a["time"] for a, b in zip(res.history, steps)]
         inner = [s["inner_iterations"] for s in steps]
         per = statistics.mean(times)
-        print(f"\ntrust-ncg (reference-001 preset), {len(steps)} iterations: {per:.3f} s per iteration = "
+        what = f"{len(steps)} iterations" if seconds is None else f"{seconds:g} s ({len(steps)} iterations)"
+        print(f"\ntrust-ncg (reference-001 preset), {what}: {per:.3f} s per iteration = "
               f"{per / g:.1f} gradients (median {statistics.median(times) / g:.1f}, max {max(times) / g:.1f}); "
-              f"CG iterations per step: mean {statistics.mean(inner):.1f}, max {max(inner)}; "
-              f"loss {res.history[0]['f']:.3e} -> {res.fun:.3e}")
+              f"CG iterations per step: mean {statistics.mean(inner):.1f}, median {statistics.median(inner):g}, "
+              f"max {max(inner)}; {per / statistics.mean(inner) / g:.2f} gradients per CG iteration, overheads "
+              f"included; loss {res.history[0]['f']:.3e} -> {res.fun:.3e}")
 
 
 if __name__ == "__main__":

@@ -220,36 +220,60 @@ class HessianPath:
     function: Callable[[torch.Tensor], torch.Tensor]
     operator: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
     product_kind: str = "generic"
+    state: Callable | None = None      # theta -> an object with apply(V) and gradient() (closed-form)
 
     @property
     def hessp(self) -> "CachedProduct":
         """``(theta, v) -> H(theta) v`` for :func:`invfem.minimize`'s ``hessp``: the operator at the
         latest ``theta`` kept, so the products of one iterate share its state."""
-        return CachedProduct(self.operator)
+        return CachedProduct(self.operator) if self.state is None else CachedProduct(state=self.state)
 
     def minimize_arguments(self, derivatives: str) -> dict:
         """``hess`` and ``hessp`` for :func:`invfem.minimize` by a method's ``derivatives``: the dense
-        Hessian for ``"hessian"``, the product for ``"hvp"``, neither otherwise."""
-        return {"hess": self.function if derivatives == "hessian" else None,
-                "hessp": self.hessp if derivatives == "hvp" else None}
+        Hessian for ``"hessian"``, the product for ``"hvp"``, neither otherwise. With a ``state``,
+        ``"hvp"`` also gets ``jac`` from the products' held state (a PINN loss: the closed-form
+        gradient at a trial point builds the state the products at that iterate reuse; measured
+        in benchmarks/pinn_hessian.py)."""
+        out = {"hess": self.function if derivatives == "hessian" else None,
+               "hessp": self.hessp if derivatives == "hvp" else None}
+        if derivatives == "hvp" and self.state is not None:
+            out["jac"] = out["hessp"].gradient
+        return out
 
 
 class CachedProduct:
     """``(theta, v) -> H(theta) v`` from ``operator(theta)``, rebuilt only when ``theta`` changes;
-    ``v`` may be a block ``(P, k)`` (``blocks``: what :meth:`invfem.optim.oracle.Oracle.hessp_block` asks)."""
+    ``v`` may be a block ``(P, k)`` (``blocks``: what :meth:`invfem.optim.oracle.Oracle.hessp_block` asks).
+
+    With ``state(theta)`` instead (an object with ``apply(V)`` and ``gradient()``, such as a PINN
+    loss's closed-form :class:`~invfem.pinn.curvature.PinnCurvature`), :meth:`gradient` comes
+    from the same held state: a Krylov method's gradient at a trial point builds the state its
+    products at that iterate then reuse."""
 
     blocks = True
 
-    def __init__(self, operator):
-        self.operator = operator
-        self._theta = self._apply = None
+    def __init__(self, operator=None, state=None):
+        if (operator is None) == (state is None):
+            raise TypeError("CachedProduct takes one of operator and state")
+        self.operator, self.state = operator, state
+        self._theta = self._held = None
+
+    def _at(self, theta: torch.Tensor):
+        if self._theta is None or self._theta.shape != theta.shape or not torch.equal(self._theta, theta):
+            self._held = None                        # free the old state first
+            self._held = (self.operator or self.state)(theta)
+            self._theta = theta.detach().clone()
+        return self._held
 
     def __call__(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if self._theta is None or self._theta.shape != theta.shape or not torch.equal(self._theta, theta):
-            self._apply = None                       # free the old state first
-            self._apply = self.operator(theta)
-            self._theta = theta.detach().clone()
-        return self._apply(v)
+        held = self._at(theta)
+        return held(v) if self.state is None else held.apply(v)
+
+    def gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """``grad loss(theta)`` from the held state (only with ``state``)."""
+        if self.state is None:
+            raise TypeError("CachedProduct.gradient needs a state")
+        return self._at(theta).gradient()
 
 
 def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
@@ -263,7 +287,9 @@ def hessian_path(problem, chunk_size: int | None = None) -> HessianPath:
     generic_operator = lambda theta: generic_hessian_operator(problem.loss, theta)
     if structure is not None and structure.supported:
         if has_operator(structure):
-            return HessianPath("structured", structure.hessian, structure.hessian_operator, "structured")
+            # a closed-form state gives the gradient too, where the structure IS the loss
+            state = getattr(structure, "curvature", None) if structure is problem.loss else None
+            return HessianPath("structured", structure.hessian, structure.hessian_operator, "structured", state)
         return HessianPath("structured", structure.hessian, generic_operator)
     return HessianPath("generic", lambda theta: generic_hessian(problem.loss, theta, chunk_size=chunk_size),
                        generic_operator)

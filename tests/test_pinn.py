@@ -304,6 +304,38 @@ def test_the_residual_jacobian_of_every_chunk_equals_torch_func():
     assert torch.allclose(weights.sqrt()[:, None] * rows, reference, atol=1e-13)
 
 
+def test_a_krylov_method_takes_the_pinn_gradient_from_the_state_its_products_reuse():
+    """hessian_path's ``"hvp"`` arguments for a PINN problem: ``jac`` is the closed-form gradient
+    of the held state, which the products at that theta reuse (one state per iterate); trust-ncg
+    with it follows the autograd-gradient run to round-off. A structure that is not the loss
+    (a regularized one) gets no ``jac``."""
+    from dataclasses import replace
+    from invfem.derivatives import value_and_grad
+    from invfem.structured import RegularizedLoss, hessian_path
+    problem = load_problem("pinn_heat", seed=0, **TINY["pinn_heat"])
+    theta = problem.theta0
+    args = hessian_path(problem).minimize_arguments("hvp")
+    assert set(args) == {"hess", "hessp", "jac"} and args["hess"] is None
+    g = args["jac"](theta)
+    assert torch.allclose(g, value_and_grad(problem.loss, theta)[1], rtol=0, atol=1e-12 * float(g.abs().max()))
+    held = args["hessp"]._held
+    v = torch.randn(theta.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    hv = args["hessp"](theta, v)
+    assert args["hessp"]._held is held                            # the gradient's state, reused
+    assert torch.allclose(hv, hessian(problem.loss, theta) @ v, atol=1e-10 * float(hv.abs().max()))
+    runs = []
+    for pop in (False, True):
+        kwargs = hessian_path(problem).minimize_arguments("hvp")
+        if pop:
+            kwargs.pop("jac")
+        runs.append(minimize(problem.loss, theta, method="trust-ncg", options={"maxiter": 8, "gtol": 0}, **kwargs))
+    assert runs[0].nit == runs[1].nit == 8
+    assert torch.allclose(runs[0].x, runs[1].x, atol=1e-8)
+    wrapped = replace(problem, structure=RegularizedLoss(problem.loss, 0.1))
+    assert "jac" not in hessian_path(wrapped).minimize_arguments("hvp")
+    assert "jac" not in hessian_path(problem).minimize_arguments("hessian")
+
+
 def test_the_pinn_problems_take_the_closed_form_hessian_path():
     from invfem.pinn.curvature import _higher_derivatives
     from invfem.structured import hessian_path
