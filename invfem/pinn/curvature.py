@@ -17,9 +17,11 @@ backward pass, which adds the map's second derivatives weighted by the adjoint (
 need ``s'''`` and ``s''''``, taken by forward-mode AD of the activation's own derivatives).
 Everything is GEMMs over all points and channels at once with ``k`` directions batched, about
 ``12 C Q P`` flops per direction (``C`` channels, ``Q`` points, ``P`` parameters) against the
-gradient's ``6 C Q P``. The full Hessian comes from the channel-wise HBP recursion instead
-(:meth:`_Chunk.hessian_blocks`: per-point ``(n C)^2`` curvature, one GEMM per layer pair with the
-channels and points inner), or as the product with the identity (:meth:`PinnCurvature.hessian_products`).
+gradient's ``6 C Q P``. The full Hessian is the Gauss-Newton part ``2 w J^T J`` (the residual
+Jacobian in closed form, one GEMM over the points: the ``2 Q P^2`` bound itself) plus the rest by
+the channel-wise HBP recursion (:meth:`_Chunk.hessian_blocks`: per-point ``(n C)^2`` curvature,
+one GEMM per layer pair with the non-zero channel pairs and points inner), or the product with
+the identity (:meth:`PinnCurvature.hessian_products`).
 
 The distance construction (``u = d(x) N(x)``) is linear in the network's jet with per-point
 coefficients, so it only changes ``a`` (:func:`network_coefficients`).
@@ -333,7 +335,9 @@ class _Chunk:
         ``P_{l,m} = J_l^T W_{l+1}^T P_{l+1,m}``, ``T_{m,l} = d a_{m-1} / d z_l``; block ``(l, m)`` is
         ``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d] + [l<m] sum_q sum_{c,d} delta_m[k,d]
         T[j',d,i,c] A~_l[j,c]``, each sum ONE GEMM with the channel pairs and points inner, over the
-        pairs where ``P`` and ``T`` can be non-zero only (:meth:`pairs`)."""
+        pairs where ``P`` and ``T`` can be non-zero only (:meth:`pairs`). A diagonal block ``(l, l)``
+        is symmetric (``G_l`` is): it gets ``U`` over the pairs ``c <= d`` (those with ``c = d``
+        halved), and :meth:`PinnCurvature.hessian_hbp` adds ``U^T``."""
         pairs = [torch.tensor(p) for p in self.pairs()]
         for start in range(0, self.q, sub):
             self._hessian_part(blocks, diag, cross, slice(start, min(start + sub, self.q)), pairs)
@@ -342,6 +346,8 @@ class _Chunk:
         L, C = self.n_layers, self.C
         q = sl.stop - sl.start
         res, tan = pairs
+        upper = res[res // C <= res % C]
+        half = 1.0 - 0.5 * (upper // C == upper % C).to(self.coef)
         cut = lambda t: t[..., sl]
         maps = [{key: cut(v) for key, v in m.items()} for m in self.maps]
         dense = [self._dense(m) for m in maps]
@@ -370,7 +376,10 @@ class _Chunk:
         for m in range(L - 1):
             p = g[m]
             for l in range(m, -1, -1):                                # P_{l,m}, l = m..0
-                self._term1(blocks, (l, m), p, aug[l], aug[m], res)
+                if l == m:                   # symmetric: the pairs c <= d, the block's transpose added later
+                    self._term1(blocks, (l, m), p, aug[l], aug[m], upper, half)
+                else:
+                    self._term1(blocks, (l, m), p, aug[l], aug[m], res)
                 if l > 0:
                     p = self._lead_jac(maps[l - 1], self._lead_w(ws[l].T, p), True)
         for l in range(L - 1):
@@ -395,16 +404,19 @@ class _Chunk:
                 cross[(l, m)].view(nj * ni, -1).addmm_(left, rhs.T)       # [j', i, k, j]
 
     @staticmethod
-    def _term1(blocks, key, p, left, right, res):
-        """``sum_q sum_{(c,d) in res} P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]``
-        ``(n_l, n_m, J_l, J_m)``: ONE GEMM with (channel pair, q) inner, ``P`` as the left factor and
-        ``A~_l (x) A~_m`` per point as the right (C times the flops of a pre-contracted ``P A~_m``,
-        but no ``n^2 J C`` per-point intermediate: measured 2.3x faster at pinn_heat's size)."""
+    def _term1(blocks, key, p, left, right, res, scale=None):
+        """``sum_q sum_{(c,d) in res} s_cd P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]``
+        ``(n_l, n_m, J_l, J_m)`` (``scale`` the ``s_cd``, default 1): ONE GEMM with (channel pair, q)
+        inner, ``P`` as the left factor and ``A~_l (x) A~_m`` per point as the right (C times the
+        flops of a pre-contracted ``P A~_m``, but no ``n^2 J C`` per-point intermediate: measured
+        2.3x faster at pinn_heat's size)."""
         ni, C, nk, _, q = p.shape
         u = p.permute(0, 2, 1, 3, 4).reshape(ni * nk, C * C, q)[:, res].reshape(ni * nk, -1)
         cs, ds = res // C, res % C
-        v = (left[:, None, cs] * right[None, :, ds]).reshape(left.shape[0] * right.shape[0], -1)
-        blocks[key].view(ni * nk, -1).addmm_(u, v.T)
+        v = left[:, None, cs] * right[None, :, ds]
+        if scale is not None:
+            v *= scale[:, None]
+        blocks[key].view(ni * nk, -1).addmm_(u, v.reshape(left.shape[0] * right.shape[0], -1).T)
 
     # -- derivatives ---------------------------------------------------------------------------
     def gradient(self):
@@ -522,7 +534,7 @@ class PinnCurvature:
         out = self._flatten(self._summed(lambda c: c.product(tangents)), block.shape[1]).T
         return out if v.ndim == 2 else out[:, 0]
 
-    def hessian_hbp(self, sub: int = 32) -> torch.Tensor:
+    def hessian_hbp(self, sub: int = 64) -> torch.Tensor:
         """The full ``(P, P)`` Hessian: the Gauss-Newton part ``2 w J^T J`` of every chunk (ONE GEMM
         over its points, :meth:`_Chunk.residual_jacobian`) plus the residual part by the channel-wise
         HBP recursion (:meth:`_Chunk.hessian_blocks`), ``sub`` points per contraction."""
@@ -534,6 +546,8 @@ class PinnCurvature:
         cross = {(l, m): new(sizes[m][1] - 1, sizes[l][0], sizes[m][0], sizes[l][1]) for l, m in pairs if m > l + 1}
         for c in self.chunks:
             c.hessian_blocks(first, diag, cross, sub)
+        for l in range(len(sizes)):                    # the diagonal blocks hold U with block = U + U^T
+            first[(l, l)] += first[(l, l)].permute(1, 0, 3, 2).clone()
         blocks = {key: b.permute(0, 2, 1, 3).contiguous() for key, b in first.items()}      # [i, j, k, j']
         for (l, m), d in diag.items():
             idx = torch.arange(d.shape[1])
