@@ -583,8 +583,8 @@ class PinnCurvature:
         return max(1, BLOCK_ENTRIES // per_direction)
 
     def hessian(self) -> torch.Tensor:
-        """The full ``(P, P)`` Hessian, by the channel-wise HBP recursion (:meth:`hessian_hbp`:
-        4.9x faster than the products at reference 001's size: benchmarks/pinn_hessian.py)."""
+        """The full ``(P, P)`` Hessian, the Gauss-Newton GEMM plus the channel-wise HBP (:meth:`hessian_hbp`:
+        8x faster than the products at reference 001's size: benchmarks/pinn_hessian.py)."""
         return self.hessian_hbp()
 
     def hessian_products(self, block: int | None = None) -> torch.Tensor:
