@@ -511,32 +511,19 @@ output: {output}
 """
 
 
-def _resumable(tmp_path, name, method, interrupt_at=None, monkeypatch=None):
-    import importlib
-
+def _resumable(tmp_path, name, method, interrupt_at=None, interrupt=None):
     path = tmp_path / f"{name}.yaml"
     path.write_text(RESUMABLE.format(method=method, output=tmp_path / name))
     study = load_study(path)
     if interrupt_at is not None:
-        cmp = importlib.import_module("invfem.experiment.compare")
-        real = cmp._Tracker.__call__
-
-        def interrupted(self, state):
-            if state["iter"] == interrupt_at:
-                raise KeyboardInterrupt
-            return real(self, state)
-
-        with monkeypatch.context() as patch:
-            patch.setattr(cmp._Tracker, "__call__", interrupted)
-            with pytest.raises(KeyboardInterrupt):
-                compare(study, quiet=True)
+        interrupt(study, interrupt_at)
     return compare(study, quiet=True)[0]
 
 
 @pytest.mark.parametrize("method", ["trust-exact", "newton-damped", "l-bfgs-b"])
-def test_item12_a_resumed_run_counts_and_diagnoses_as_the_uninterrupted_one(tmp_path, monkeypatch, method):
+def test_item12_a_resumed_run_counts_and_diagnoses_as_the_uninterrupted_one(tmp_path, interrupt_compare, method):
     whole = _resumable(tmp_path, "whole", method)
-    resumed = _resumable(tmp_path, "resumed", method, interrupt_at=9, monkeypatch=monkeypatch)
+    resumed = _resumable(tmp_path, "resumed", method, interrupt_at=9, interrupt=interrupt_compare)
     assert resumed["resumed"] and resumed["resumed"][0]["iteration"] == 8
     points = lambda r: [p["iter"] for p in r["diagnostics"]["points"]]
     assert points(resumed) == points(whole) == [0, 4, 8, 12, 16]      # l-bfgs-b lost 8 (its checkpoint iteration)

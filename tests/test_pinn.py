@@ -409,14 +409,12 @@ output: {tmp_path / "out"}
             assert (tmp_path / "fig" / name / fig).stat().st_size > 1000
 
 
-def test_a_resumed_pinn_run_keeps_its_traces(tmp_path, monkeypatch):
+def test_a_resumed_pinn_run_keeps_its_traces(tmp_path, interrupt_compare):
     """Traces are saved in the checkpoint: a run interrupted at iteration 5 and resumed has the
     uninterrupted run's traces (iterations, losses and test errors; the wall times differ)."""
-    import importlib
     import json
     from invfem.experiment.compare import compare
     from invfem.experiment.study import load_study
-    cmp = importlib.import_module("invfem.experiment.compare")
     records = {}
     for name, interrupt in (("whole", None), ("resumed", 5)):
         config = tmp_path / f"{name}.yaml"
@@ -434,16 +432,7 @@ output: {tmp_path / name}
 """)
         study = load_study(config)
         if interrupt is not None:
-            real = cmp._Tracker.__call__
-
-            def interrupted(self, state, real=real, at=interrupt):
-                if state["iter"] == at:
-                    raise KeyboardInterrupt
-                return real(self, state)
-            with monkeypatch.context() as patch:
-                patch.setattr(cmp._Tracker, "__call__", interrupted)
-                with pytest.raises(KeyboardInterrupt):
-                    compare(study, quiet=True)
+            interrupt_compare(study, interrupt)
         compare(study, quiet=True)
         records[name] = json.loads((tmp_path / name / "runs" / "trust-exact-seed0" / "record.json").read_text())
     whole, resumed = records["whole"], records["resumed"]
