@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from invfem.diagnostics import hidden_activations, saturation
-from invfem.experiment.records import run_dir
+from invfem.experiment.records import final_theta
 from invfem.experiment.report import load_records, median_range, threshold_crossing
 from invfem.experiment.run import load_problem
 
@@ -57,7 +57,7 @@ def loss_at(history, seconds):
 
 def network_numbers(study, record, output: Path):
     """Weight magnitudes and saturation from the run's final theta."""
-    theta = torch.load(run_dir(output, record["label"], record["seed"]) / "theta.pt", weights_only=True)
+    theta = final_theta(output, record["label"], record["seed"])
     p = load_problem(study["problem"], seed=record["seed"], **study["problem_options"])
     mlp, final = p.kappa, record["diagnostics"]["final"]
     w = np.array(final["magnitudes"]["weights"])

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invfem.files import save_figure  # noqa: E402
-from invfem.experiment.records import run_dir  # noqa: E402
+from invfem.experiment.records import final_theta  # noqa: E402
 from invfem.experiment.report import load_records, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
 
@@ -46,7 +46,7 @@ def collect(output: Path) -> list[dict]:
             if r.get("failed"):
                 continue
             p = load_problem(study["problem"], seed=r["seed"], **study["problem_options"])
-            theta = torch.load(run_dir(folder, r["label"], r["seed"]) / "theta.pt", weights_only=True)
+            theta = final_theta(folder, r["label"], r["seed"])
             seconds, iterations = threshold_crossing(r, threshold)
             grid = p.info["test_points"]
             with torch.no_grad():

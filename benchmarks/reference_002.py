@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from invfem.files import save_figure
 from invfem.diagnostics import trivial_verdict
 from invfem.diagnostics.basis import basis_functions, orthogonality
-from invfem.experiment.records import run_dir
+from invfem.experiment.records import final_theta
 from invfem.experiment.report import load_records, median_range
 from invfem.experiment.run import load_problem
 
@@ -37,7 +37,7 @@ from invfem.experiment.run import load_problem
 def _final(folder: Path, study: dict, label: str, seed: int):
     """(problem, final theta, its Hessian, its trivial verdict) of one run."""
     p = load_problem(study["problem"], seed=seed, **study["problem_options"])
-    theta = torch.load(run_dir(folder, label, seed) / "theta.pt", weights_only=True)
+    theta = final_theta(folder, label, seed)
     x, hessian = p.info["points"], p.hessian(theta)
     return p, theta, hessian, trivial_verdict(p.loss, p.kappa, theta, x[:, None], p.info["targets"], hessian)
 

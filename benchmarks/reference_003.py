@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from invfem.files import save_figure  # noqa: E402
-from invfem.experiment.records import run_dir  # noqa: E402
+from invfem.experiment.records import final_theta  # noqa: E402
 from invfem.experiment.report import load_records, median_range, threshold_crossing  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
 
@@ -77,7 +77,7 @@ def figures(output: Path, study: dict, records: list[dict], folder: Path) -> Non
     for r in records:
         if r.get("failed") or r["seed"] != seed:
             continue
-        theta = torch.load(run_dir(output, r["label"], seed) / "theta.pt", weights_only=True)
+        theta = final_theta(output, r["label"], seed)
         with torch.no_grad():
             u = problem.info["trajectory"](theta).numpy()
         for k in range(2):

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from invfem.diagnostics import trivial_verdict  # noqa: E402
-from invfem.experiment.records import run_dir  # noqa: E402
+from invfem.experiment.records import final_theta  # noqa: E402
 from invfem.experiment.report import LOSS_CEILING, load_records, median_range, plotted_losses  # noqa: E402
 from invfem.experiment.run import load_problem  # noqa: E402
 from invfem.files import save_figure  # noqa: E402
@@ -55,10 +55,6 @@ def _problem(study: dict, seed: int):
     if key not in _PROBLEMS:
         _PROBLEMS[key] = load_problem(study["problem"], seed=seed, **study["problem_options"])
     return _PROBLEMS[key]
-
-
-def _theta(folder: Path, label: str, seed: int) -> torch.Tensor:
-    return torch.load(run_dir(folder, label, seed) / "theta.pt", weights_only=True)
 
 
 def _last_trace(record: dict, key: str):
@@ -138,7 +134,7 @@ def _heat_solutions(folder: Path, study: dict, records: list, path: Path) -> Non
     fem = p.info["fem_solution"]()(xy).reshape(n, n)
     panels = [("FEM (P1, invfem's heat stepper)", fem)]
     for r in records:
-        theta = _theta(folder, r["label"], r["seed"])
+        theta = final_theta(folder, r["label"], r["seed"])
         with torch.no_grad():
             u = p.info["field"](theta, torch.cat([xy, torch.full((n * n, 1), t, dtype=torch.float64)], 1))
         panels.append((f"{r['label']} ({r['nit']} iterations)", u.reshape(n, n)))
@@ -188,7 +184,7 @@ def _verdict(study: dict, folder: Path, r: dict) -> dict:
     if r.get("failed"):                 # overflow: a non-finite Hessian at an accepted iterate
         return {"trivial": False, "saddle": False, "diverged": True, "test": math.nan, "loss": math.nan}
     p = _problem(study, r["seed"])
-    theta = _theta(folder, r["label"], r["seed"])
+    theta = final_theta(folder, r["label"], r["seed"])
     loss = float(p.loss(theta))
     zero = float(torch.mean(p.info["forcing"] ** 2))         # the loss of u = 0
     if not math.isfinite(loss) or not torch.isfinite(theta).all() or loss > 10 * zero:
@@ -268,7 +264,7 @@ def _solutions_figure(study: dict, folder: Path, pair: list, path: Path) -> None
     one_d = test.shape[1] == 1
     fig, axes = plt.subplots(len(pair), 3, figsize=(14, 4 * len(pair)), constrained_layout=True, squeeze=False)
     for row, r in zip(axes, pair):
-        theta = _theta(folder, r["label"], r["seed"])
+        theta = final_theta(folder, r["label"], r["seed"])
         with torch.no_grad():
             basis = field.basis(theta, test).value                  # (n, w)
             u = field(theta, test)

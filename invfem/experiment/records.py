@@ -29,6 +29,11 @@ def run_dir(output, label: str, seed: int) -> Path:
     return Path(output) / "runs" / f"{label}-seed{seed}"
 
 
+def final_theta(output, label: str, seed: int) -> torch.Tensor:
+    """One finished run's final theta (``theta.pt`` in :func:`run_dir`; CorruptRecord when unreadable)."""
+    return load_torch(run_dir(output, label, seed) / "theta.pt")
+
+
 #: what a study record must hold, and of which type (a record that parses but lacks one is redone)
 _NUMBER = (int, float)
 FINISHED_KEYS = {"label": str, "seed": int, "loss": _NUMBER, "gnorm": _NUMBER, "nit": int, "status": int,

@@ -84,10 +84,16 @@ def _propagate(mlp, layers, x, first, second) -> Jet:
         raise ShapeError(f"points must have shape (n, {mlp.widths[0]}), got {tuple(x.shape)}")
     first, second = _dims(first, second, mlp.widths[0])
     n, k = x.shape[0], len(first)
-    eye = torch.eye(mlp.widths[0], dtype=x.dtype, device=x.device)[list(first)]        # (k, d)
-    jet = Jet(x, eye[:, None, :].expand(k, n, -1), x.new_zeros(len(second), 1, x.shape[1]).expand(-1, n, -1),
-              first, second)
-    for w, b in layers:
+    if not layers:
+        eye = torch.eye(mlp.widths[0], dtype=x.dtype, device=x.device)[list(first)]        # (k, d)
+        return Jet(x, eye[:, None, :].expand(k, n, -1), x.new_zeros(len(second), 1, x.shape[1]).expand(-1, n, -1),
+                   first, second)
+    (w, b), rest = layers[0], layers[1:]
+    # the inputs' jet is (x, unit vectors, 0): the first layer's derivative channels are columns of W
+    zs = (x @ w.T + b, w.T[list(first)][:, None, :].expand(k, n, -1),
+          x.new_zeros(len(second), 1, w.shape[0]).expand(-1, n, -1))
+    jet = _pointwise(mlp.sigma, zs, first, second)
+    for w, b in rest:
         jet = _pointwise(mlp.sigma, _linear(jet, w, b), first, second)
     return jet
 
