@@ -181,31 +181,30 @@ class _Chunk:
         return m
 
     def _jac(self, m, zd):
-        """The map's Jacobian times tangents ``zd (..., n, C, q)``."""
+        """The map's Jacobian times tangents ``zd (..., n, C, q)`` (in-place passes, few of them:
+        the products are bound by the number of elementwise passes)."""
         k = self.k
-        out = torch.empty_like(zd)
+        out = zd * m["s1"][:, None]
         z0 = zd[..., :, 0, :]
-        out[..., :, 0, :] = m["s1"] * z0
-        out[..., :, 1:1 + k, :] = m["j_i0"] * z0.unsqueeze(-2) + m["s1"][:, None] * zd[..., :, 1:1 + k, :]
+        out[..., :, 1:1 + k, :].addcmul_(m["j_i0"], z0.unsqueeze(-2))
         if self.has_h:
-            out[..., :, -1, :] = (m["j_h0"] * z0 + (m["j_hi"] * zd[..., :, 1:1 + k, :]).sum(-2)
-                                  + m["s1"] * zd[..., :, -1, :])
+            oh = out[..., :, -1, :]
+            oh.addcmul_(m["j_h0"], z0)
+            for i in range(k):
+                oh.addcmul_(m["j_hi"][:, i], zd[..., :, 1 + i, :])
         return out
 
     def _jac_t(self, m, ab):
         """The transposed Jacobian times adjoints ``ab (..., n, C, q)``."""
         k = self.k
-        out = torch.empty_like(ab)
-        ai = ab[..., :, 1:1 + k, :]
-        out0 = m["s1"] * ab[..., :, 0, :] + (m["j_i0"] * ai).sum(-2)
-        out_i = m["s1"][:, None] * ai
+        out = ab * m["s1"][:, None]
+        o0 = out[..., :, 0, :]
+        for i in range(k):
+            o0.addcmul_(m["j_i0"][:, i], ab[..., :, 1 + i, :])
         if self.has_h:
             ah = ab[..., :, -1, :]
-            out0 = out0 + m["j_h0"] * ah
-            out_i = out_i + m["j_hi"] * ah.unsqueeze(-2)
-            out[..., :, -1, :] = m["s1"] * ah
-        out[..., :, 0, :] = out0
-        out[..., :, 1:1 + k, :] = out_i
+            o0.addcmul_(m["j_h0"], ah)
+            out[..., :, 1:1 + k, :].addcmul_(m["j_hi"], ah.unsqueeze(-2))
         return out
 
     def _weight_map(self, m, ab):
@@ -223,18 +222,18 @@ class _Chunk:
         for name in ("zh", "bsum", "s2", "s3", "s4"):
             m.pop(name, None)
 
-    def _k_times(self, m, zd):
+    def _add_k_times(self, m, zd, out):
+        """``out += K zd`` (the adjoint-weighted second derivatives of the map, :meth:`_weight_map`)."""
         k = self.k
-        out = torch.empty_like(zd)
-        z0, zi = zd[..., :, 0, :], zd[..., :, 1:1 + k, :]
-        out0 = m["k00"] * z0 + (m["k0i"] * zi).sum(-2)
-        out_i = m["k0i"] * z0.unsqueeze(-2)
+        z0, o0 = zd[..., :, 0, :], out[..., :, 0, :]
+        o0.addcmul_(m["k00"], z0)
+        for i in range(k):
+            o0.addcmul_(m["k0i"][:, i], zd[..., :, 1 + i, :])
+        out[..., :, 1:1 + k, :].addcmul_(m["k0i"], z0.unsqueeze(-2))
         if self.has_h:
-            out0 = out0 + m["k0h"] * zd[..., :, -1, :]
-            out_i = out_i + m["kii"] * zi
-            out[..., :, -1, :] = m["k0h"] * z0
-        out[..., :, 0, :] = out0
-        out[..., :, 1:1 + k, :] = out_i
+            o0.addcmul_(m["k0h"], zd[..., :, -1, :])
+            out[..., :, 1:1 + k, :].addcmul_(m["kii"], zd[..., :, 1:1 + k, :])
+            out[..., :, -1, :].addcmul_(m["k0h"], z0)
         return out
 
     def _lead_jac(self, m, x: torch.Tensor, transpose: bool) -> torch.Tensor:
@@ -457,7 +456,7 @@ class _Chunk:
                 break
             abdot = (w.T @ ddot.reshape(kd, n_out, -1)).reshape(kd, n_in, C, q)
             abdot += (dw.transpose(1, 2) @ delta.reshape(n_out, -1)).reshape(kd, n_in, C, q)
-            ddot = self._jac_t(self.maps[l - 1], abdot) + self._k_times(self.maps[l - 1], zdots[l - 1])
+            ddot = self._add_k_times(self.maps[l - 1], zdots[l - 1], self._jac_t(self.maps[l - 1], abdot))
         return out
 
 
