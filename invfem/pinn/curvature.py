@@ -117,6 +117,22 @@ def _higher_derivatives(sigma, z: torch.Tensor, closed: bool = True):
     return sigma.value(z), s1, s2, s3, s4
 
 
+def channel_pairs(k: int, has_h: bool):
+    """The channel pairs (flat indices ``c C + d`` and ``d C + c``) where the residual part of the
+    pre-activation curvature ``P^res[c, d]`` and the tangent maps ``T[d, c]`` can be non-zero, for
+    ``k`` first-derivative channels and an operator channel ``has_h`` (``C = 1 + k + has_h``).
+
+    The jet is triangular: ``d_i'`` depends on the value and ``d_i``, ``h'`` on all, the value on
+    the value; and ``K`` couples only (value, any) and (``d_i``, ``d_i``) with an operator channel.
+    So ``P^res = T^T K T`` lives on ``c = 0 or d = 0 or (c = d a first derivative, with h)`` (9 of
+    16 pairs for the heat PINN) and ``T`` on ``c = 0 or c = d or d = h`` (9 of 16)."""
+    C = 1 + k + int(has_h)
+    first, h = range(1, 1 + k), C - 1
+    res = [c * C + d for c in range(C) for d in range(C) if c == 0 or d == 0 or (c == d and has_h and c in first)]
+    tan = [d * C + c for d in range(C) for c in range(C) if c == 0 or c == d or (has_h and d == h)]
+    return res, tan
+
+
 class _Chunk:
     """The primal state of one term's chunk of points at one theta: the jet forward, the
     residual, the adjoint backward and the pointwise map's derivatives per hidden layer."""
@@ -181,31 +197,17 @@ class _Chunk:
         return m
 
     def _jac(self, m, zd):
-        """The map's Jacobian times tangents ``zd (..., n, C, q)`` (in-place passes, few of them:
-        the products are bound by the number of elementwise passes)."""
-        k = self.k
-        out = zd * m["s1"][:, None]
-        z0 = zd[..., :, 0, :]
-        out[..., :, 1:1 + k, :].addcmul_(m["j_i0"], z0.unsqueeze(-2))
-        if self.has_h:
-            oh = out[..., :, -1, :]
-            oh.addcmul_(m["j_h0"], z0)
-            for i in range(k):
-                oh.addcmul_(m["j_hi"][:, i], zd[..., :, 1 + i, :])
-        return out
+        """The map's Jacobian times tangents ``zd (..., n, C, q)`` (:meth:`_lead_jac` on the neuron
+        and channel dims moved to the front; the result's strides follow, so moving back is a view)."""
+        front = zd.ndim - 3
+        return self._lead_jac(m, zd.movedim(tuple(range(front)), tuple(range(2, 2 + front))), False) \
+            .movedim(tuple(range(2, 2 + front)), tuple(range(front)))
 
     def _jac_t(self, m, ab):
-        """The transposed Jacobian times adjoints ``ab (..., n, C, q)``."""
-        k = self.k
-        out = ab * m["s1"][:, None]
-        o0 = out[..., :, 0, :]
-        for i in range(k):
-            o0.addcmul_(m["j_i0"][:, i], ab[..., :, 1 + i, :])
-        if self.has_h:
-            ah = ab[..., :, -1, :]
-            o0.addcmul_(m["j_h0"], ah)
-            out[..., :, 1:1 + k, :].addcmul_(m["j_hi"], ah.unsqueeze(-2))
-        return out
+        """The transposed Jacobian times adjoints ``ab (..., n, C, q)`` (as :meth:`_jac`)."""
+        front = ab.ndim - 3
+        return self._lead_jac(m, ab.movedim(tuple(range(front)), tuple(range(2, 2 + front))), True) \
+            .movedim(tuple(range(2, 2 + front)), tuple(range(front)))
 
     def _weight_map(self, m, ab):
         """The map's second derivatives weighted by the adjoint ``ab`` (n, C, q): ``K`` blocks."""
@@ -238,8 +240,8 @@ class _Chunk:
 
     def _lead_jac(self, m, x: torch.Tensor, transpose: bool) -> torch.Tensor:
         """The map's Jacobian (``transpose``: its transpose) on the LEADING neuron and channel dims
-        of ``x (n, C, ..., q)``, the per-point factors broadcast over the middle dims (what the HBP
-        recursions apply: structured, no dense ``C x C`` blocks)."""
+        of ``x (n, C, ..., q)``, the per-point factors broadcast over the middle dims: structured, no
+        dense ``C x C`` blocks, a few in-place passes (the products are bound by their number)."""
         k, mid = self.k, x.ndim - 3
         b = lambda t: t.reshape(t.shape[0], *([1] * mid), t.shape[-1])      # (n, q) -> (n, 1.., q)
         out = x * b(m["s1"]).unsqueeze(1)
@@ -283,21 +285,6 @@ class _Chunk:
             kk[:, 1 + torch.arange(k), 1 + torch.arange(k)] = m["kii"]
         return jac, kk
 
-    def pairs(self):
-        """The channel pairs where the residual part of the pre-activation curvature, ``P^res[c, d]``,
-        and the tangent maps ``T[d, c]`` can be non-zero (flat indices ``c C + d``, ``d C + c``).
-
-        The jet is triangular: ``d_i'`` depends on the value and ``d_i``, ``h'`` on all, the value on
-        the value; and ``K`` couples only (value, any) and (``d_i``, ``d_i``) with an operator
-        channel. So ``P^res = T^T K T`` lives on ``c = 0 or d = 0 or (c = d a first derivative, with
-        h)`` (9 of 16 pairs for the heat PINN) and ``T`` on ``c = 0 or c = d or d = h`` (9 of 16)."""
-        C, k, h = self.C, self.k, self.C - 1
-        first = range(1, 1 + k)
-        res = [c * C + d for c in range(C) for d in range(C)
-               if c == 0 or d == 0 or (c == d and self.has_h and c in first)]
-        tan = [d * C + c for d in range(C) for c in range(C) if c == 0 or c == d or (self.has_h and d == h)]
-        return res, tan
-
     def adjoints(self):
         """The residual's adjoints ``rho_l = d r / d z_l`` (n_l, C, q), output layer first: the
         backward pass seeded with the coefficients (the loss's ``delta`` is ``2 w r rho``)."""
@@ -334,19 +321,21 @@ class _Chunk:
         ``P_{l,m} = J_l^T W_{l+1}^T P_{l+1,m}``, ``T_{m,l} = d a_{m-1} / d z_l``; block ``(l, m)`` is
         ``sum_q sum_{c,d} P[i,c,k,d] A~_l[j,c] A~_m[j',d] + [l<m] sum_q sum_{c,d} delta_m[k,d]
         T[j',d,i,c] A~_l[j,c]``, each sum ONE GEMM with the channel pairs and points inner, over the
-        pairs where ``P`` and ``T`` can be non-zero only (:meth:`pairs`). A diagonal block ``(l, l)``
+        pairs where ``P`` and ``T`` can be non-zero only (:func:`channel_pairs`). A diagonal block ``(l, l)``
         is symmetric (``G_l`` is): it gets ``U`` over the pairs ``c <= d`` (those with ``c = d``
         halved), and :meth:`PinnCurvature.hessian_hbp` adds ``U^T``."""
-        pairs = [torch.tensor(p) for p in self.pairs()]
+        C = self.C
+        split = lambda flat: (flat, flat // C, flat % C)                 # flat index, first, second
+        res, tan = (torch.tensor(p) for p in channel_pairs(self.k, self.has_h))
+        upper = res[res // C <= res % C]
+        pairs = {"res": split(res), "tan": split(tan), "upper": split(upper),
+                 "half": 1.0 - 0.5 * (upper // C == upper % C).to(self.coef)}
         for start in range(0, self.q, sub):
             self._hessian_part(blocks, diag, cross, slice(start, min(start + sub, self.q)), pairs)
 
     def _hessian_part(self, blocks: dict, diag: dict, cross: dict, sl: slice, pairs) -> None:
         L, C = self.n_layers, self.C
         q = sl.stop - sl.start
-        res, tan = pairs
-        upper = res[res // C <= res % C]
-        half = 1.0 - 0.5 * (upper // C == upper % C).to(self.coef)
         cut = lambda t: t[..., sl]
         maps = [{key: cut(v) for key, v in m.items()} for m in self.maps]
         dense = [self._dense(m) for m in maps]
@@ -376,9 +365,9 @@ class _Chunk:
             p = g[m]
             for l in range(m, -1, -1):                                # P_{l,m}, l = m..0
                 if l == m:                   # symmetric: the pairs c <= d, the block's transpose added later
-                    self._term1(blocks, (l, m), p, aug[l], aug[m], upper, half)
+                    self._term1(blocks, (l, m), p, aug[l], aug[m], pairs["upper"], pairs["half"])
                 else:
-                    self._term1(blocks, (l, m), p, aug[l], aug[m], res)
+                    self._term1(blocks, (l, m), p, aug[l], aug[m], pairs["res"])
                 if l > 0:
                     p = self._lead_jac(maps[l - 1], self._lead_w(ws[l].T, p), True)
         for l in range(L - 1):
@@ -396,22 +385,23 @@ class _Chunk:
                 else:
                     t = self._lead_jac(maps[m - 1], self._lead_w(ws[m - 1], t), False)
                 nj, ni = t.shape[0], t.shape[2]
+                tan, ds, cs = pairs["tan"]                            # flat d C + c
                 left = t.permute(0, 2, 1, 3, 4).reshape(nj * ni, C * C, q)[:, tan].reshape(nj * ni, -1)
                 dm = delta[m]
-                ds, cs = tan // C, tan % C
                 rhs = (dm[:, None, ds] * aug[l][None, :, cs]).reshape(dm.shape[0] * aug[l].shape[0], -1)
                 cross[(l, m)].view(nj * ni, -1).addmm_(left, rhs.T)       # [j', i, k, j]
 
     @staticmethod
     def _term1(blocks, key, p, left, right, res, scale=None):
         """``sum_q sum_{(c,d) in res} s_cd P[i,c,k,d] A~_l[j,c] A~_m[j',d]`` into ``blocks[key]``
-        ``(n_l, n_m, J_l, J_m)`` (``scale`` the ``s_cd``, default 1): ONE GEMM with (channel pair, q)
-        inner, ``P`` as the left factor and ``A~_l (x) A~_m`` per point as the right (C times the
-        flops of a pre-contracted ``P A~_m``, but no ``n^2 J C`` per-point intermediate: measured
-        2.3x faster at pinn_heat's size)."""
+        ``(n_l, n_m, J_l, J_m)`` (``res`` the pairs' flat indices, c and d; ``scale`` the ``s_cd``,
+        default 1): ONE GEMM with (channel pair, q) inner, ``P`` as the left factor and
+        ``A~_l (x) A~_m`` per point as the right (more flops than a pre-contracted ``P A~_m``, but
+        no ``n^2 J C`` per-point intermediate: 4-7x faster at pinn_heat's size, 1.4-4.3x faster than
+        the pre-contraction under torch.compile: benchmarks/pinn_hbp_block.py)."""
         ni, C, nk, _, q = p.shape
+        res, cs, ds = res                                                 # flat c C + d, c, d
         u = p.permute(0, 2, 1, 3, 4).reshape(ni * nk, C * C, q)[:, res].reshape(ni * nk, -1)
-        cs, ds = res // C, res % C
         v = left[:, None, cs] * right[None, :, ds]
         if scale is not None:
             v *= scale[:, None]
