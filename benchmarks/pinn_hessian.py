@@ -1,7 +1,7 @@
 """Cost of the PINN derivatives of ``pinn_heat`` (reference 001's size: 2,521 parameters, 10,000 points).
 
     python benchmarks/pinn_hessian.py [--n-points 10000] [--func-columns 16] [--small 1000]
-                                      [--trncg 30] [--trncg-seconds 0] [--repeat 3]
+                                      [--trncg 30] [--trncg-seconds 0] [--repeat 3] [--no-hessian]
 
 Prints, all measured in one run on this machine:
 
@@ -21,6 +21,8 @@ Prints, all measured in one run on this machine:
    method): seconds per iteration, in gradients, with the CG iterations per step; with
    ``--trncg-seconds S`` a second run of S seconds of wall time, the cost per iteration over a
    longer run (the CG count grows as the loss falls).
+
+``--no-hessian`` skips 2 (the full Hessians take minutes) for the derivative table and trust-ncg alone.
 """
 
 from __future__ import annotations
@@ -40,40 +42,12 @@ def gemm_bound(p: int, q: int, repeat: int) -> float:
     return interleaved({"gemm": lambda: a @ b}, repeat)["gemm"]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-points", type=int, default=10000)
-    parser.add_argument("--func-columns", type=int, default=16)
-    parser.add_argument("--small", type=int, default=1000)
-    parser.add_argument("--trncg", type=int, default=30)
-    parser.add_argument("--trncg-seconds", type=float, default=0.0)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    from invfem.derivatives import hessian, hvp, value_and_grad
+def full_hessians(args, problem, t):
+    """Table 2: the full Hessian by the closed forms against its GEMM bound and torch.func."""
+    from invfem.derivatives import hessian
     from invfem.experiment.run import load_problem
-    from invfem.optim import minimize
-    from invfem.structured import hessian_path
-
-    problem = load_problem("pinn_heat", seed=0, n_points=args.n_points)
     loss, theta, p = problem.loss, problem.theta0, problem.n_params
     q = sum(term.points.shape[0] for term in loss.terms.values())
-    torch.manual_seed(0)
-    v = torch.randn(p, dtype=torch.float64)
-    state = loss.curvature(theta)
-    t = interleaved({"grad": lambda: value_and_grad(loss, theta), "grad_closed": state.gradient,
-                     "state": lambda: loss.curvature(theta), "hvp": lambda: hvp(loss, theta, v),
-                     "hvp_closed": lambda: state.apply(v)}, args.repeat)
-    g = t["grad"]
-    print(f"pinn_heat: {p} parameters, {q} residual rows; torch threads {torch.get_num_threads()}\n")
-    print("| derivative | s | gradients |")
-    print("|---|---|---|")
-    for key, label in (("grad", "gradient (autograd)"), ("grad_closed", "gradient (closed form, state held)"),
-                       ("state", "closed-form state at a new theta (forward, backward, maps)"),
-                       ("hvp", "HVP (autograd forward-over-reverse)"), ("hvp_closed", "HVP (closed-form R-operator)")):
-        print(f"| {label} | {t[key]:.4f} | {t[key] / g:.2f} |")
-    err = float((state.apply(v) - hvp(loss, theta, v)).abs().max() / hvp(loss, theta, v).abs().max())
-    print(f"\nclosed-form HVP vs autograd: max relative difference {err:.1e}")
-
     bound = gemm_bound(p, q, args.repeat)
     start = time.perf_counter()
     h = loss.curvature(theta).hessian_hbp()
@@ -120,6 +94,45 @@ def main():
           f"64 columns at a time: all at once exceeds 24 GB) {tf:.1f} s ({tf / ts:.0f}x); "
           f"max relative difference {float((hs - hf).abs().max() / hf.abs().max()):.1e}")
     del hs, hf
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-points", type=int, default=10000)
+    parser.add_argument("--func-columns", type=int, default=16)
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--trncg", type=int, default=30)
+    parser.add_argument("--trncg-seconds", type=float, default=0.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-hessian", action="store_true", help="skip the full Hessians (table 2)")
+    args = parser.parse_args()
+    from invfem.derivatives import hvp, value_and_grad
+    from invfem.experiment.run import load_problem
+    from invfem.optim import minimize
+    from invfem.structured import hessian_path
+
+    problem = load_problem("pinn_heat", seed=0, n_points=args.n_points)
+    loss, theta, p = problem.loss, problem.theta0, problem.n_params
+    q = sum(term.points.shape[0] for term in loss.terms.values())
+    torch.manual_seed(0)
+    v = torch.randn(p, dtype=torch.float64)
+    state = loss.curvature(theta)
+    t = interleaved({"grad": lambda: value_and_grad(loss, theta), "grad_closed": state.gradient,
+                     "state": lambda: loss.curvature(theta), "hvp": lambda: hvp(loss, theta, v),
+                     "hvp_closed": lambda: state.apply(v)}, args.repeat)
+    g = t["grad"]
+    print(f"pinn_heat: {p} parameters, {q} residual rows; torch threads {torch.get_num_threads()}\n")
+    print("| derivative | s | gradients |")
+    print("|---|---|---|")
+    for key, label in (("grad", "gradient (autograd)"), ("grad_closed", "gradient (closed form, state held)"),
+                       ("state", "closed-form state at a new theta (forward, backward, maps)"),
+                       ("hvp", "HVP (autograd forward-over-reverse)"), ("hvp_closed", "HVP (closed-form R-operator)")):
+        print(f"| {label} | {t[key]:.4f} | {t[key] / g:.2f} |")
+    err = float((state.apply(v) - hvp(loss, theta, v)).abs().max() / hvp(loss, theta, v).abs().max())
+    print(f"\nclosed-form HVP vs autograd: max relative difference {err:.1e}")
+
+    if not args.no_hessian:
+        full_hessians(args, problem, t)
 
     path = hessian_path(problem)
     for iterations, seconds in ((args.trncg, None), (None, args.trncg_seconds or None)):

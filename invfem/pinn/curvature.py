@@ -184,15 +184,17 @@ class _Chunk:
         zi = z[:, 1:1 + k]                                          # (n, k, q)
         a[:, 1:1 + k] = s1[:, None] * zi
         m["zi"] = zi
-        m["j_i0"] = s2[:, None] * zi                                # d d_i' / d z0
+        j0 = z.new_empty(z.shape[0], self.C - 1, z.shape[2])        # d (d_i', h') / d z0
+        j0[:, :k] = s2[:, None] * zi
         if self.has_h:
             beta = self.beta[None, :, None]
             bsum = (beta * zi * zi).sum(1)                          # sum_i beta_i z_i^2
             zh = z[:, -1]
             a[:, -1] = s1 * zh + s2 * bsum
-            m["j_h0"] = s2 * zh + s3 * bsum                         # d h' / d z0
+            j0[:, -1] = s2 * zh + s3 * bsum
             m["j_hi"] = 2 * s2[:, None] * beta * zi                 # d h' / d z_i
             m["zh"], m["bsum"] = zh, bsum
+        m["j0"] = j0
         m["a"] = a
         return m
 
@@ -214,51 +216,50 @@ class _Chunk:
         k = self.k
         av, ai = ab[:, 0], ab[:, 1:1 + k]
         m["k00"] = av * m["s2"] + (ai * m["zi"]).sum(1) * m["s3"]
-        m["k0i"] = ai * m["s2"][:, None]
+        k0 = ab.new_empty(ab.shape[0], self.C - 1, ab.shape[2])     # K[0, c] = K[c, 0], c > 0
+        k0[:, :k] = ai * m["s2"][:, None]
         if self.has_h:
             ah = ab[:, -1]
             m["k00"] = m["k00"] + ah * (m["s3"] * m["zh"] + m["s4"] * m["bsum"])
-            m["k0i"] = m["k0i"] + 2 * (ah * m["s3"])[:, None] * self.beta[None, :, None] * m["zi"]
-            m["k0h"] = ah * m["s2"]
+            k0[:, :k] += 2 * (ah * m["s3"])[:, None] * self.beta[None, :, None] * m["zi"]
+            k0[:, -1] = ah * m["s2"]
             m["kii"] = 2 * (ah * m["s2"])[:, None] * self.beta[None, :, None]
-        for name in ("zh", "bsum", "s2", "s3", "s4"):
+        m["k0"] = k0
+        for name in ("zi", "zh", "bsum", "s2", "s3", "s4"):
             m.pop(name, None)
 
     def _add_k_times(self, m, zd, out):
-        """``out += K zd`` (the adjoint-weighted second derivatives of the map, :meth:`_weight_map`)."""
-        k = self.k
-        z0, o0 = zd[..., :, 0, :], out[..., :, 0, :]
+        """``out += K zd`` (the adjoint-weighted second derivatives of the map, :meth:`_weight_map`):
+        ``K`` lives on (value, any) and, with an operator channel, (``d_i``, ``d_i``)."""
+        k, o0, z0 = self.k, out[..., :, 0, :], zd[..., :, 0, :]
         o0.addcmul_(m["k00"], z0)
-        for i in range(k):
-            o0.addcmul_(m["k0i"][:, i], zd[..., :, 1 + i, :])
-        out[..., :, 1:1 + k, :].addcmul_(m["k0i"], z0.unsqueeze(-2))
+        if self.C > 1:
+            o0 += (m["k0"] * zd[..., :, 1:, :]).sum(-2)
+            out[..., :, 1:, :].addcmul_(m["k0"], z0.unsqueeze(-2))
         if self.has_h:
-            o0.addcmul_(m["k0h"], zd[..., :, -1, :])
             out[..., :, 1:1 + k, :].addcmul_(m["kii"], zd[..., :, 1:1 + k, :])
-            out[..., :, -1, :].addcmul_(m["k0h"], z0)
         return out
 
     def _lead_jac(self, m, x: torch.Tensor, transpose: bool) -> torch.Tensor:
         """The map's Jacobian (``transpose``: its transpose) on the LEADING neuron and channel dims
         of ``x (n, C, ..., q)``, the per-point factors broadcast over the middle dims: structured, no
-        dense ``C x C`` blocks, a few in-place passes (the products are bound by their number)."""
+        dense ``C x C`` blocks, a few in-place passes (the products are bound by their number):
+        ``s'`` on the diagonal, column 0 ``j0`` below it and, with an operator channel, its row
+        ``j_hi`` over the first derivatives."""
         k, mid = self.k, x.ndim - 3
-        b = lambda t: t.reshape(t.shape[0], *([1] * mid), t.shape[-1])      # (n, q) -> (n, 1.., q)
+        b = lambda t: t.reshape(t.shape[0], *t.shape[1:-1], *([1] * mid), t.shape[-1])   # (n, .., q) -> (n, .., 1.., q)
         out = x * b(m["s1"]).unsqueeze(1)
+        if self.C == 1:
+            return out
+        j0 = b(m["j0"])
         if transpose:
-            for i in range(k):
-                out[:, 0].addcmul_(b(m["j_i0"][:, i]), x[:, 1 + i])
+            out[:, 0] += (j0 * x[:, 1:]).sum(1)
             if self.has_h:
-                out[:, 0].addcmul_(b(m["j_h0"]), x[:, -1])
-                for i in range(k):
-                    out[:, 1 + i].addcmul_(b(m["j_hi"][:, i]), x[:, -1])
+                out[:, 1:1 + k].addcmul_(b(m["j_hi"]), x[:, -1:])
         else:
-            for i in range(k):
-                out[:, 1 + i].addcmul_(b(m["j_i0"][:, i]), x[:, 0])
+            out[:, 1:].addcmul_(j0, x[:, :1])
             if self.has_h:
-                out[:, -1].addcmul_(b(m["j_h0"]), x[:, 0])
-                for i in range(k):
-                    out[:, -1].addcmul_(b(m["j_hi"][:, i]), x[:, 1 + i])
+                out[:, -1] += (b(m["j_hi"]) * x[:, 1:1 + k]).sum(1)
         return out
 
     @staticmethod
@@ -275,13 +276,11 @@ class _Chunk:
         kk = m["s1"].new_zeros(n, C, C, q)
         idx = torch.arange(C)
         jac[:, idx, idx] = m["s1"][:, None]
-        jac[:, 1:1 + k, 0] = m["j_i0"]
+        jac[:, 1:, 0] = m["j0"]
         kk[:, 0, 0] = m["k00"]
-        kk[:, 0, 1:1 + k] = kk[:, 1:1 + k, 0] = m["k0i"]
+        kk[:, 0, 1:] = kk[:, 1:, 0] = m["k0"]
         if self.has_h:
-            jac[:, -1, 0] = m["j_h0"]
             jac[:, -1, 1:1 + k] = m["j_hi"]
-            kk[:, 0, -1] = kk[:, -1, 0] = m["k0h"]
             kk[:, 1 + torch.arange(k), 1 + torch.arange(k)] = m["kii"]
         return jac, kk
 
@@ -418,7 +417,9 @@ class _Chunk:
 
     def product(self, tangents):
         """Per layer ``(H V)_W (k, n_l, n_{l-1})`` and ``(H V)_b (k, n_l)`` for the directions
-        ``tangents = [(dW (k, n_l, n_{l-1}), db (k, n_l)), ...]``."""
+        ``tangents = [(dW (k, n_l, n_{l-1}), db (k, n_l)), ...]``: every GEMM a 2-D ``mm``/``addmm``
+        with the directions folded into its rows or columns, but ``W`` times a batch of tangents
+        (:func:`_add_shared_mm`)."""
         C, q, L = self.C, self.q, self.n_layers
         kd = tangents[0][0].shape[0]
         zdots, adots = [], [None]
@@ -426,7 +427,7 @@ class _Chunk:
             a = self.acts[l]
             zd = (dw.reshape(-1, dw.shape[-1]) @ a.reshape(a.shape[0], -1)).reshape(kd, w.shape[0], C, q)
             if adots[l] is not None:
-                zd += (w @ adots[l].reshape(kd, w.shape[1], -1)).reshape(kd, w.shape[0], C, q)
+                _add_shared_mm(zd.view(kd, w.shape[0], -1), w, adots[l].view(kd, w.shape[1], -1))
             zd[:, :, 0] += db[:, :, None]
             zdots.append(zd)
             if l < L - 1:
@@ -438,16 +439,26 @@ class _Chunk:
             w, dw = self.layers[l][0], tangents[l][0]
             a, delta = self.acts[l], self.delta[l]
             n_out, n_in = w.shape
-            hw = ddot.reshape(kd, n_out, -1) @ a.reshape(n_in, -1).T
-            if adots[l] is not None:
-                hw += delta.reshape(n_out, -1) @ adots[l].reshape(kd, n_in, -1).transpose(1, 2)
+            hw = (ddot.reshape(kd * n_out, -1) @ a.reshape(n_in, -1).T).view(kd, n_out, n_in)
+            if adots[l] is not None:                # delta adot^T for every direction: one GEMM
+                hw += (delta.reshape(n_out, -1) @ adots[l].reshape(kd * n_in, -1).T).view(n_out, kd, n_in).transpose(0, 1)
             out[l] = (hw, ddot[:, :, 0].sum(-1))
             if l == 0:
                 break
-            abdot = (w.T @ ddot.reshape(kd, n_out, -1)).reshape(kd, n_in, C, q)
-            abdot += (dw.transpose(1, 2) @ delta.reshape(n_out, -1)).reshape(kd, n_in, C, q)
+            abdot = (dw.transpose(1, 2).reshape(kd * n_in, n_out) @ delta.reshape(n_out, -1)).view(kd, n_in, C, q)
+            _add_shared_mm(abdot.view(kd, n_in, -1), w.T, ddot.reshape(kd, n_out, -1))
             ddot = self._add_k_times(self.maps[l - 1], zdots[l - 1], self._jac_t(self.maps[l - 1], abdot))
         return out
+
+
+def _add_shared_mm(out: torch.Tensor, w: torch.Tensor, x: torch.Tensor) -> None:
+    """``out[k] += w @ x[k]`` for every direction ``k`` (``out (k, m, N)``, ``x (k, n, N)``): ONE
+    ``addmm`` for a single direction, the CG's case (the broadcast ``bmm`` measured 1.3x slower at
+    pinn_heat's shapes), a ``baddbmm`` for a block."""
+    if out.shape[0] == 1:
+        out[0].addmm_(w, x[0])
+    else:
+        out.baddbmm_(w.expand(out.shape[0], *w.shape), x)
 
 
 UNSUPPORTED = ("the closed-form PINN curvature needs an invfem MLP with one linear output and terms that are "
